@@ -1,0 +1,170 @@
+//! The command line of workflow binaries: what a generated `main()` calls.
+//!
+//! ```text
+//! <workflow> --config FILE [--job-id ID] [--set KEY=VALUE]... [--explain]
+//! solstice list
+//! solstice run --workflow NAME --config FILE [--job-id ID] [--set KEY=VALUE]... [--explain]
+//! ```
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::job::{Job, JobBuilder};
+use crate::Pipeline;
+
+/// Options of a job run.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The job's YAML config file.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Job id (overrides `job.id`).
+    #[arg(long, value_name = "ID")]
+    pub job_id: Option<String>,
+    /// Overrides one config key, e.g. `--set stages.totals.parallelism=4`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Prints the physical plan and exits without running.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Runs a Solstice workflow with a YAML config")]
+struct WorkflowCli {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// A workflow the `solstice` launcher can run by name.
+#[derive(Clone, Copy)]
+pub struct Workflow {
+    /// The workflow's name.
+    pub name: &'static str,
+    /// Records its stages.
+    pub build: fn(&mut JobBuilder) -> Result<()>,
+}
+
+impl std::fmt::Debug for Workflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workflow")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Workflow {
+    /// The registry entry of pipeline `P`.
+    pub fn of<P: Pipeline>() -> Workflow {
+        Workflow {
+            name: P::NAME,
+            build: P::build,
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "solstice",
+    about = "Lists and runs the Solstice workflows built into this binary"
+)]
+struct LauncherCli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Lists the registered workflows.
+    List,
+    /// Runs a workflow by name.
+    Run {
+        /// The workflow to run.
+        #[arg(long)]
+        workflow: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+/// Sets up logging (`RUST_LOG`, default `info`, to stderr) and keeps panics of stage functions,
+/// which the job reports as errors, from printing a second time.
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let worker = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("solstice-worker"));
+        if worker {
+            tracing::debug!("stage panicked: {info}");
+        } else {
+            default(info);
+        }
+    }));
+}
+
+/// Builds and runs (or explains) a job from command-line options.
+pub fn run_with(
+    name: &str,
+    build: fn(&mut JobBuilder) -> Result<()>,
+    args: &RunArgs,
+) -> Result<()> {
+    let mut config = Config::load(&args.config, &args.set)?;
+    if let Some(id) = &args.job_id {
+        config.job.id = Some(id.clone());
+    }
+    let job = Job::build(name, config, build)?;
+    if args.explain {
+        print!("{}", job.explain());
+        return Ok(());
+    }
+    let id = job.id().to_string();
+    let result = job.run()?;
+    eprintln!(
+        "job `{id}` finished in {:.3}s ({} tasks)",
+        result.duration.as_secs_f64(),
+        result.tasks
+    );
+    Ok(())
+}
+
+/// The `main()` of a single-workflow binary.
+pub fn main<P: Pipeline>() -> Result<()> {
+    let cli = WorkflowCli::parse();
+    init();
+    run_with(P::NAME, P::build, &cli.run)
+}
+
+/// The `main()` of a launcher binary that holds several workflows.
+pub fn launcher(workflows: &[Workflow]) -> Result<()> {
+    let cli = LauncherCli::parse();
+    init();
+    match cli.command {
+        Command::List => {
+            for w in workflows {
+                println!("{}", w.name);
+            }
+            Ok(())
+        }
+        Command::Run { workflow, run } => {
+            let Some(w) = workflows.iter().find(|w| w.name == workflow) else {
+                let names: Vec<&str> = workflows.iter().map(|w| w.name).collect();
+                return Err(crate::Error::config(
+                    "--workflow",
+                    format!("no workflow `{workflow}` (available: {})", names.join(", ")),
+                ));
+            };
+            run_with(w.name, w.build, &run)
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The YAML job configuration: what every key means and its default.
+//!
+//! ```yaml
+//! job:
+//!   id: simple_etl          # default: the pipeline's name; --job-id overrides
+//!   parallelism: 1          # default parallelism of stages that set none
+//!   key_groups: 128         # key groups of keyed stages (their maximum parallelism)
+//!   batch_size: 1024        # records per batch between tasks
+//!   channel_capacity: 16    # batches a channel holds before the sender waits
+//! runtime:
+//!   threads: 4              # worker threads; default: available cores
+//!   processes: 1            # only 1 is supported by this build
+//! stages:
+//!   totals: { parallelism: [2, 10] }
+//! sources:
+//!   orders: { path: data/orders.jsonl, format: jsonl }
+//! sinks:
+//!   out: { path: out/totals, format: jsonl }
+//! ```
+//!
+//! Unknown keys, wrong types and missing required keys are errors naming the key and the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::parallelism::Parallelism;
+use crate::error::{Error, Result};
+use crate::state::keygroups::DEFAULT_KEY_GROUPS;
+
+/// A whole job configuration, as read from YAML.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Job-wide settings.
+    #[serde(default)]
+    pub job: JobSection,
+    /// The process's executor.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+    /// Per-stage settings, keyed by stage name.
+    #[serde(default)]
+    pub stages: BTreeMap<String, StageSection>,
+    /// Source connector settings, keyed by source stage name.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Sink connector settings, keyed by sink stage name.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// Where this configuration came from, for error messages.
+    #[serde(skip)]
+    pub origin: String,
+}
+
+/// `job:` settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobSection {
+    /// Job id (default: the pipeline name).
+    pub id: Option<String>,
+    /// Parallelism of stages that set none in the attribute or under `stages:`.
+    pub parallelism: Parallelism,
+    /// Number of key groups; the maximum parallelism of a keyed stage.
+    pub key_groups: usize,
+    /// Records per batch between tasks.
+    pub batch_size: usize,
+    /// Batches a channel holds before its senders wait (backpressure).
+    pub channel_capacity: usize,
+}
+
+impl Default for JobSection {
+    fn default() -> Self {
+        JobSection {
+            id: None,
+            parallelism: Parallelism::Fixed(1),
+            key_groups: DEFAULT_KEY_GROUPS,
+            batch_size: 1024,
+            channel_capacity: 16,
+        }
+    }
+}
+
+/// `runtime:` settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    /// Worker threads of the work-stealing pool (default: available cores).
+    pub threads: Option<usize>,
+    /// Processes (default 1; only 1 is supported by this build).
+    pub processes: Option<usize>,
+}
+
+/// `stages.<name>:` settings.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSection {
+    /// Overrides the parallelism given in the stage's attribute.
+    pub parallelism: Option<Parallelism>,
+}
+
+/// Record format of a file connector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One JSON document per line.
+    Jsonl,
+}
+
+/// One path or several; each may be a file, a directory (all files in it) or a glob.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Paths {
+    /// A single path or glob.
+    One(PathBuf),
+    /// Several paths or globs.
+    Many(Vec<PathBuf>),
+}
+
+impl Paths {
+    /// The paths as a list.
+    pub fn to_vec(&self) -> Vec<PathBuf> {
+        match self {
+            Paths::One(p) => vec![p.clone()],
+            Paths::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `sources.<name>:` settings, handed to the source stage's function.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Input file(s), directory or glob. Relative paths are relative to the working directory.
+    pub path: Option<Paths>,
+    /// Record format (default: from the file extension, else jsonl).
+    pub format: Option<Format>,
+    /// The source stage's name (filled in by the runtime).
+    #[serde(skip)]
+    pub stage: String,
+    /// The config file this came from (filled in by the runtime).
+    #[serde(skip)]
+    pub origin: String,
+}
+
+impl SourceConfig {
+    /// A config error about key `sources.<stage>.<key>`.
+    pub fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
+        Error::config(
+            &self.origin,
+            format!("sources.{}.{key}: {message}", self.stage),
+        )
+    }
+}
+
+/// `sinks.<name>:` settings, handed to the sink stage's function.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Output directory; subtask `i` writes `part-{i:05}.<ext>` in it.
+    pub path: Option<PathBuf>,
+    /// Record format (default: jsonl).
+    pub format: Option<Format>,
+    /// The sink stage's name (filled in by the runtime).
+    #[serde(skip)]
+    pub stage: String,
+    /// The config file this came from (filled in by the runtime).
+    #[serde(skip)]
+    pub origin: String,
+}
+
+impl SinkConfig {
+    /// A config error about key `sinks.<stage>.<key>`.
+    pub fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
+        Error::config(
+            &self.origin,
+            format!("sinks.{}.{key}: {message}", self.stage),
+        )
+    }
+}
+
+impl Config {
+    /// Reads a YAML file and applies `key=value` overrides (dotted keys, YAML values).
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Config> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Config::parse(&text, &origin, overrides)
+    }
+
+    /// Parses YAML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Config> {
+        let mut value: serde_yaml_ng::Value = if text.trim().is_empty() {
+            serde_yaml_ng::Value::Mapping(Default::default())
+        } else {
+            serde_yaml_ng::from_str(text).map_err(|e| Error::config(origin, e.to_string()))?
+        };
+        if value.is_null() {
+            value = serde_yaml_ng::Value::Mapping(Default::default());
+        }
+        for o in overrides {
+            apply_override(&mut value, o).map_err(|m| Error::config(origin, m))?;
+        }
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if path == "." {
+                Error::config(origin, inner)
+            } else {
+                Error::config(origin, format!("at `{path}`: {inner}"))
+            }
+        })?;
+        config.origin = origin.to_string();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let err = |m: String| Err(Error::config(&self.origin, m));
+        if self.job.key_groups == 0 || self.job.key_groups > u16::MAX as usize {
+            return err(format!(
+                "job.key_groups: {} is not in 1..=65535",
+                self.job.key_groups
+            ));
+        }
+        if self.job.batch_size == 0 {
+            return err("job.batch_size: must be at least 1".into());
+        }
+        if self.job.channel_capacity == 0 {
+            return err("job.channel_capacity: must be at least 1".into());
+        }
+        if self.runtime.threads == Some(0) {
+            return err("runtime.threads: must be at least 1".into());
+        }
+        if let Some(p) = self.runtime.processes {
+            if p != 1 {
+                return err(format!(
+                    "runtime.processes: {p} processes requested, but this build runs one process"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Worker threads to run with.
+    pub fn threads(&self) -> usize {
+        self.runtime
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+/// Applies `a.b.c=value` to a YAML tree, creating mappings on the way.
+fn apply_override(root: &mut serde_yaml_ng::Value, spec: &str) -> Result<(), String> {
+    use serde_yaml_ng::Value;
+    let (key, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("--set {spec}: expected key=value"))?;
+    let parsed: Value =
+        serde_yaml_ng::from_str(raw).map_err(|e| format!("--set {key}: bad value: {e}"))?;
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("--set {spec}: empty key segment"));
+    }
+    let mut node = root;
+    for (i, part) in parts.iter().enumerate() {
+        if !node.is_mapping() {
+            if node.is_null() {
+                *node = Value::Mapping(Default::default());
+            } else {
+                return Err(format!(
+                    "--set {key}: `{}` is not a mapping",
+                    parts[..i].join(".")
+                ));
+            }
+        }
+        let map = node
+            .as_mapping_mut()
+            .ok_or_else(|| format!("--set {key}: not a mapping"))?;
+        let k = Value::String((*part).to_string());
+        if i + 1 == parts.len() {
+            map.insert(k, parsed);
+            return Ok(());
+        }
+        node = map.entry(k).or_insert(Value::Null);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = Config::parse(
+            "job: { id: a }\nstages:\n  totals: { parallelism: [2, 10] }\n",
+            "x.yaml",
+            &[
+                "stages.totals.parallelism=4".into(),
+                "runtime.threads=3".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.job.key_groups, 128);
+        assert_eq!(c.stages["totals"].parallelism, Some(Parallelism::Fixed(4)));
+        assert_eq!(c.threads(), 3);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let e = Config::parse("job: { id: a, batch_sise: 3 }\n", "cfg.yaml", &[]).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("cfg.yaml") && m.contains("batch_sise") && m.contains("job"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let e = Config::parse("runtime: { threads: many }\n", "cfg.yaml", &[]).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("runtime.threads") && m.contains("cfg.yaml"),
+            "{m}"
+        );
+        let e = Config::parse("stages: { a: { parallelism: [3, 1] } }", "c.yaml", &[]).unwrap_err();
+        assert!(e.to_string().contains("stages.a.parallelism"), "{e}");
+    }
+}

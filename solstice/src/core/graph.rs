@@ -1,0 +1,113 @@
+//! The logical graph recorded by the job builder: one node per stage, with its typed pieces erased
+//! behind small traits so that the planner can wire any chain of stages.
+//!
+//! The erasure costs one downcast per task at wiring time and one virtual call per batch between
+//! chained operators; records themselves are processed in monomorphized loops.
+
+use crate::core::parallelism::Parallelism;
+use crate::core::task::{Task, TaskId};
+use crate::core::{AnyBox, StageKind};
+use crate::error::Result;
+
+/// How records travel from one chain's subtasks to the next chain's subtasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Partitioning {
+    /// Subtask `i` sends to subtask `i` (equal parallelism).
+    Forward,
+    /// Batches go round-robin to all downstream subtasks.
+    Rebalance,
+    /// Records go to the subtask owning their key group.
+    Hash,
+}
+
+/// What a task needs to know about the subtask it runs.
+#[derive(Clone, Debug)]
+pub(crate) struct SubtaskCtx {
+    pub stage: usize,
+    pub name: String,
+    pub subtask: usize,
+    pub parallelism: usize,
+    pub key_groups: usize,
+    pub batch_size: usize,
+}
+
+/// A source stage: builds the task of one subtask, pushing into `chain`
+/// (a `Box<dyn BatchSink<Item>>`).
+pub(crate) trait ErasedSource: Send {
+    fn task(&self, ctx: &SubtaskCtx, chain: AnyBox) -> Result<Box<dyn Task>>;
+}
+
+/// An operator stage: wraps the downstream `Box<dyn BatchSink<Out>>` into a `Box<dyn BatchSink<In>>`.
+pub(crate) trait ErasedOp: Send {
+    fn wrap(&self, ctx: &SubtaskCtx, next: AnyBox) -> Result<AnyBox>;
+}
+
+/// A sink stage: opens the `Box<dyn BatchSink<In>>` of one subtask.
+pub(crate) trait ErasedSink: Send {
+    fn open(&self, ctx: &SubtaskCtx) -> Result<AnyBox>;
+}
+
+/// Typed by a stage's input type: makes its input channels and the task that reads them.
+pub(crate) trait InputKit: Send {
+    /// A channel of `capacity` batches read by task `reader`: `senders` clones of the sending
+    /// end, and the receiving end.
+    fn channel(&self, capacity: usize, reader: TaskId, senders: usize) -> (Vec<AnyBox>, AnyBox);
+    /// The task that reads `receiver` (fed by `senders` upstream subtasks) into `chain`.
+    fn task(&self, receiver: AnyBox, senders: usize, chain: AnyBox) -> Result<Box<dyn Task>>;
+}
+
+/// Typed by a stage's output type: makes the tail of a chain that writes to channels.
+pub(crate) trait OutputKit: Send {
+    /// A `Box<dyn BatchSink<Out>>` sending to `senders`: the one channel of the matching
+    /// subtask for a forward edge, else one per downstream subtask.
+    fn channel_out(
+        &self,
+        senders: Vec<AnyBox>,
+        how: Partitioning,
+        ctx: &SubtaskCtx,
+    ) -> Result<AnyBox>;
+    /// A `Box<dyn BatchSink<Out>>` that copies every batch to each of `outs`.
+    fn fan_out(&self, outs: Vec<AnyBox>) -> Result<AnyBox>;
+}
+
+/// The implementation of a node, by role.
+pub(crate) enum NodeImpl {
+    Source(Box<dyn ErasedSource>),
+    Op(Box<dyn ErasedOp>),
+    Sink(Box<dyn ErasedSink>),
+}
+
+/// One stage of the logical graph.
+pub(crate) struct Node {
+    pub name: String,
+    pub kind: StageKind,
+    pub parallelism: Parallelism,
+    /// Upstream nodes; several means a union.
+    pub inputs: Vec<usize>,
+    pub imp: NodeImpl,
+    /// Present on every node with an input (operators and sinks).
+    pub input_kit: Option<Box<dyn InputKit>>,
+    /// Present on every node with an output (sources and operators).
+    pub output_kit: Option<Box<dyn OutputKit>>,
+}
+
+/// The logical graph, nodes in creation order (which is a topological order: a stream exists
+/// before any stage reads it).
+#[derive(Default)]
+pub(crate) struct Graph {
+    pub nodes: Vec<Node>,
+}
+
+impl Graph {
+    /// Downstream nodes of `node`, in creation order.
+    pub fn outputs(&self, node: usize) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&n| self.nodes[n].inputs.contains(&node))
+            .collect()
+    }
+
+    /// The index of the stage called `name`.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+}

@@ -1,0 +1,88 @@
+//! The interfaces between operators and the runtime: batches flow through [`BatchSink`]s inside a
+//! task; the runtime schedules [`Task`]s and hands each run a [`Cx`].
+
+use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::error::Result;
+
+/// Index of a task in the running job.
+pub type TaskId = usize;
+
+/// What a task's run reports to the executor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// More work is ready: run again later (the task used up its slice).
+    Yield,
+    /// Blocked on an empty input or a full output; a channel will wake the task.
+    Wait,
+    /// Finished: end-of-stream was handled and all output delivered.
+    Done,
+}
+
+/// Wakes tasks; implemented by the executor.
+pub(crate) trait Wake {
+    /// Makes `task` runnable (a no-op if it is already queued).
+    fn wake(&self, task: TaskId);
+}
+
+/// Counters shared by all tasks of a job, updated per batch (never per record).
+#[derive(Debug, Default)]
+pub(crate) struct JobCounters {
+    /// Data batches sent to a channel and not yet received.
+    pub in_flight: AtomicUsize,
+    /// The highest value `in_flight` reached.
+    pub peak_in_flight: AtomicUsize,
+}
+
+impl JobCounters {
+    pub(crate) fn batch_sent(&self) {
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub(crate) fn batch_received(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The context of one task run.
+pub struct Cx<'a> {
+    pub(crate) waker: &'a dyn Wake,
+    pub(crate) task: TaskId,
+    /// The stage (graph node) currently processing, for naming it in panics.
+    pub(crate) stage: usize,
+    pub(crate) subtask: usize,
+    pub(crate) counters: &'a JobCounters,
+    /// Final keyed states handed over by stateful subtasks at end of stream.
+    pub(crate) final_states: &'a Mutex<Vec<(usize, Box<dyn Any + Send>)>>,
+}
+
+impl Cx<'_> {
+    /// The subtask index of the running task.
+    pub fn subtask(&self) -> usize {
+        self.subtask
+    }
+}
+
+/// A push-based consumer of record batches: an operator (which forwards to the next one), a sink,
+/// or the channel writer at the end of a chain.
+///
+/// Operators drain `batch`; the caller reuses its allocation.
+pub(crate) trait BatchSink<T>: Send {
+    /// Consumes all records of `batch`.
+    fn push(&mut self, batch: &mut Vec<T>, cx: &mut Cx<'_>) -> Result<()>;
+    /// Sends partly filled output buffers downstream (the input went idle).
+    fn flush_partial(&mut self, cx: &mut Cx<'_>) -> Result<()>;
+    /// Hands pending output to channels. `false`: a channel is full and the task will be woken.
+    fn try_flush(&mut self, cx: &mut Cx<'_>) -> Result<bool>;
+    /// End of stream: flush state, finish files, send end markers.
+    fn end(&mut self, cx: &mut Cx<'_>) -> Result<()>;
+}
+
+/// A schedulable unit: one subtask of a chain.
+pub(crate) trait Task: Send {
+    /// Runs a bounded slice of work.
+    fn run(&mut self, cx: &mut Cx<'_>) -> Result<Step>;
+}

@@ -1,0 +1,133 @@
+//! The one error type of the library.
+//!
+//! Every variant carries the context a user needs to act: the stage and subtask, the file and line,
+//! the config key. Binaries print it as one paragraph.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout Solstice.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong building or running a job.
+///
+/// `Debug` prints the message and its causes, so `fn main() -> solstice::Result<()>` reports a
+/// readable paragraph rather than a struct dump.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The YAML configuration (or a `--set` override) is invalid.
+    #[error("config error in {file}: {message}")]
+    Config {
+        /// The config file (or `--set` for command-line overrides).
+        file: String,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+
+    /// The pipeline graph cannot be planned (e.g. a parallelism of zero).
+    #[error("invalid job: {0}")]
+    Plan(String),
+
+    /// An I/O error on a file.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// No input files matched a source's path.
+    #[error("source `{stage}`: no input files match {pattern}")]
+    NoInput {
+        /// The source stage.
+        stage: String,
+        /// The path or glob that matched nothing.
+        pattern: String,
+    },
+
+    /// A record could not be decoded from an input file.
+    #[error("{}:{line}: {reason}", path.display())]
+    BadRecord {
+        /// The input file.
+        path: PathBuf,
+        /// The 1-based line (or row) number.
+        line: u64,
+        /// Why the record was rejected.
+        reason: String,
+    },
+
+    /// A record could not be encoded for an output.
+    #[error("sink `{stage}`: cannot encode record: {reason}")]
+    Encode {
+        /// The sink stage.
+        stage: String,
+        /// Why encoding failed.
+        reason: String,
+    },
+
+    /// A user's stage function panicked.
+    #[error("stage `{stage}` (subtask {subtask}) panicked: {message}")]
+    StagePanic {
+        /// The stage whose function panicked.
+        stage: String,
+        /// The subtask index.
+        subtask: usize,
+        /// The panic payload, when it was a string.
+        message: String,
+    },
+
+    /// A stage returned an error.
+    #[error("stage `{stage}` (subtask {subtask}) failed: {source}")]
+    Stage {
+        /// The failing stage.
+        stage: String,
+        /// The subtask index.
+        subtask: usize,
+        /// The underlying error.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// Encoding or decoding state failed.
+    #[error("codec error: {0}")]
+    Codec(String),
+
+    /// A runtime invariant was broken (a bug in Solstice, reported rather than panicking).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            // Stage errors already print their cause inline.
+            if !matches!(self, Error::Stage { .. } | Error::Io { .. }) {
+                write!(f, "\n  caused by: {cause}")?;
+            }
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::Config`].
+    pub fn config(file: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config {
+            file: file.into(),
+            message: message.into(),
+        }
+    }
+}

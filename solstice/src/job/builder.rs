@@ -1,0 +1,291 @@
+//! The typed job builder. `#[pipeline]` generates calls to it; it can also be used by hand.
+//!
+//! Every method takes the stage name, the parallelism declared in the stage's attribute (if any),
+//! the input streams, and the stage function. Types flow through [`Stream`] and [`KeyedStream`]
+//! handles, so a stage can only read a stream of the type its function takes.
+
+use std::marker::PhantomData;
+
+use crate::config::Config;
+use crate::core::connector::{Sink, Source};
+use crate::core::graph::{ErasedOp, Graph, InputKit, Node, NodeImpl, OutputKit};
+use crate::core::parallelism::Parallelism;
+use crate::core::{Data, StageKind};
+use crate::error::{Error, Result};
+use crate::operators::{FilterNode, FlatMapNode, KeyByNode, MapNode, SinkNode, StatefulNode};
+use crate::runtime::channel::{Input, KeyedOutput, Output};
+use crate::runtime::tasks::SourceNode;
+use crate::state::keyed::{Key, StateValue};
+
+/// A handle to the output of a stage emitting records of type `T`.
+pub struct Stream<T> {
+    node: usize,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Stream<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Stream<T> {}
+
+/// A handle to the output of a key_by stage: records of type `V` keyed by `K`.
+pub struct KeyedStream<K, V> {
+    node: usize,
+    _t: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for KeyedStream<K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<K, V> Copy for KeyedStream<K, V> {}
+
+/// Records the stages of a job in a logical graph.
+pub struct JobBuilder {
+    pub(crate) graph: Graph,
+    pub(crate) config: Config,
+}
+
+impl JobBuilder {
+    /// A builder configured by `config`.
+    pub fn new(config: Config) -> Self {
+        JobBuilder {
+            graph: Graph::default(),
+            config,
+        }
+    }
+
+    /// The job configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// YAML `stages.<name>.parallelism`, else the attribute's, else `job.parallelism`.
+    fn parallelism(&self, name: &str, declared: Option<Parallelism>) -> Result<Parallelism> {
+        let p = self
+            .config
+            .stages
+            .get(name)
+            .and_then(|s| s.parallelism)
+            .or(declared)
+            .unwrap_or(self.config.job.parallelism);
+        p.validate()
+            .map_err(|m| Error::Plan(format!("stage `{name}`: {m}")))?;
+        Ok(p)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        name: &str,
+        kind: StageKind,
+        declared: Option<Parallelism>,
+        inputs: Vec<usize>,
+        imp: NodeImpl,
+        input_kit: Option<Box<dyn InputKit>>,
+        output_kit: Option<Box<dyn OutputKit>>,
+    ) -> Result<usize> {
+        if self.graph.find(name).is_some() {
+            return Err(Error::Plan(format!("two stages are named `{name}`")));
+        }
+        if kind != StageKind::Source && inputs.is_empty() {
+            return Err(Error::Plan(format!("stage `{name}` has no input stream")));
+        }
+        let parallelism = self.parallelism(name, declared)?;
+        self.graph.nodes.push(Node {
+            name: name.to_string(),
+            kind,
+            parallelism,
+            inputs,
+            imp,
+            input_kit,
+            output_kit,
+        });
+        Ok(self.graph.nodes.len() - 1)
+    }
+
+    fn op<T: Data, U: Data>(
+        &mut self,
+        name: &str,
+        kind: StageKind,
+        declared: Option<Parallelism>,
+        inputs: Vec<usize>,
+        op: Box<dyn ErasedOp>,
+    ) -> Result<Stream<U>> {
+        let node = self.add(
+            name,
+            kind,
+            declared,
+            inputs,
+            NodeImpl::Op(op),
+            Some(Box::new(Input::<T>(PhantomData))),
+            Some(Box::new(Output::<U>(PhantomData))),
+        )?;
+        Ok(Stream {
+            node,
+            _t: PhantomData,
+        })
+    }
+
+    /// A source stage; `make` builds the connector from `sources.<name>` of the config.
+    pub fn source<S: Source>(
+        &mut self,
+        name: &str,
+        declared: Option<Parallelism>,
+        make: impl FnOnce(&crate::config::SourceConfig) -> Result<S>,
+    ) -> Result<Stream<S::Item>> {
+        let mut cfg = self.config.sources.get(name).cloned().unwrap_or_default();
+        cfg.stage = name.to_string();
+        cfg.origin = self.config.origin.clone();
+        let source = make(&cfg)?;
+        let node = self.add(
+            name,
+            StageKind::Source,
+            declared,
+            Vec::new(),
+            NodeImpl::Source(Box::new(SourceNode(source))),
+            None,
+            Some(Box::new(Output::<S::Item>(PhantomData))),
+        )?;
+        Ok(Stream {
+            node,
+            _t: PhantomData,
+        })
+    }
+
+    /// A map stage: `f` turns each record into one record.
+    pub fn map<T: Data, U: Data, F>(
+        &mut self,
+        name: &str,
+        declared: Option<Parallelism>,
+        inputs: &[Stream<T>],
+        f: F,
+    ) -> Result<Stream<U>>
+    where
+        F: Fn(T) -> U + Clone + Send + 'static,
+    {
+        let op = Box::new(MapNode(f, PhantomData));
+        self.op::<T, U>(name, StageKind::Map, declared, nodes(inputs), op)
+    }
+
+    /// A flat_map stage: `f` turns each record into any number of records.
+    pub fn flat_map<T: Data, I, F>(
+        &mut self,
+        name: &str,
+        declared: Option<Parallelism>,
+        inputs: &[Stream<T>],
+        f: F,
+    ) -> Result<Stream<I::Item>>
+    where
+        I: IntoIterator + 'static,
+        I::Item: Data,
+        F: Fn(T) -> I + Clone + Send + 'static,
+    {
+        let op = Box::new(FlatMapNode(f, PhantomData));
+        self.op::<T, I::Item>(name, StageKind::FlatMap, declared, nodes(inputs), op)
+    }
+
+    /// A filter stage: keeps the records for which `f` returns true.
+    pub fn filter<T: Data, F>(
+        &mut self,
+        name: &str,
+        declared: Option<Parallelism>,
+        inputs: &[Stream<T>],
+        f: F,
+    ) -> Result<Stream<T>>
+    where
+        F: Fn(&T) -> bool + Clone + Send + 'static,
+    {
+        let op = Box::new(FilterNode(f, PhantomData));
+        self.op::<T, T>(name, StageKind::Filter, declared, nodes(inputs), op)
+    }
+
+    /// A key_by stage: `f` computes each record's key. Its output feeds stateful stages only.
+    pub fn key_by<K: Key + Data, V: Data, F>(
+        &mut self,
+        name: &str,
+        declared: Option<Parallelism>,
+        inputs: &[Stream<V>],
+        f: F,
+    ) -> Result<KeyedStream<K, V>>
+    where
+        F: Fn(&V) -> K + Clone + Send + 'static,
+    {
+        let node = self.add(
+            name,
+            StageKind::KeyBy,
+            declared,
+            nodes(inputs),
+            NodeImpl::Op(Box::new(KeyByNode(f, PhantomData))),
+            Some(Box::new(Input::<V>(PhantomData))),
+            Some(Box::new(KeyedOutput::<K, V>(PhantomData))),
+        )?;
+        Ok(KeyedStream {
+            node,
+            _t: PhantomData,
+        })
+    }
+
+    /// A stateful stage: `f` updates the state of the record's key (created with
+    /// `S::default()`) and returns the records to emit.
+    pub fn stateful<K: Key + Data, S: StateValue, V: Data, I, F>(
+        &mut self,
+        name: &str,
+        declared: Option<Parallelism>,
+        inputs: &[KeyedStream<K, V>],
+        f: F,
+    ) -> Result<Stream<I::Item>>
+    where
+        I: IntoIterator + 'static,
+        I::Item: Data,
+        F: Fn(&mut S, V) -> I + Clone + Send + 'static,
+    {
+        let inputs = inputs.iter().map(|s| s.node).collect();
+        let node = self.add(
+            name,
+            StageKind::Stateful,
+            declared,
+            inputs,
+            NodeImpl::Op(Box::new(StatefulNode::<F, K, S, V, I>(f, PhantomData))),
+            Some(Box::new(Input::<crate::operators::Keyed<K, V>>(
+                PhantomData,
+            ))),
+            Some(Box::new(Output::<I::Item>(PhantomData))),
+        )?;
+        Ok(Stream {
+            node,
+            _t: PhantomData,
+        })
+    }
+
+    /// A sink stage; `make` builds the connector from `sinks.<name>` of the config.
+    pub fn sink<S: Sink>(
+        &mut self,
+        name: &str,
+        declared: Option<Parallelism>,
+        inputs: &[Stream<S::Item>],
+        make: impl FnOnce(&crate::config::SinkConfig) -> Result<S>,
+    ) -> Result<()> {
+        let mut cfg = self.config.sinks.get(name).cloned().unwrap_or_default();
+        cfg.stage = name.to_string();
+        cfg.origin = self.config.origin.clone();
+        let sink = make(&cfg)?;
+        self.add(
+            name,
+            StageKind::Sink,
+            declared,
+            nodes(inputs),
+            NodeImpl::Sink(Box::new(SinkNode(sink))),
+            Some(Box::new(Input::<S::Item>(PhantomData))),
+            None,
+        )?;
+        Ok(())
+    }
+}
+
+fn nodes<T>(inputs: &[Stream<T>]) -> Vec<usize> {
+    inputs.iter().map(|s| s.node).collect()
+}

@@ -1,0 +1,300 @@
+//! Operators: the per-batch loops of map, flat_map, filter, key_by, stateful and sinks.
+//!
+//! Each operator drains its input batch in a monomorphized loop over the user's function and
+//! pushes its output batch to the next operator of the chain: one virtual call per batch, none per
+//! record.
+
+use std::marker::PhantomData;
+
+use crate::core::connector::{Sink, SinkWriter};
+use crate::core::graph::{ErasedOp, ErasedSink, SubtaskCtx};
+use crate::core::task::{BatchSink, Cx};
+use crate::core::{downcast, AnyBox, Data};
+use crate::error::{Error, Result};
+use crate::state::keyed::{Key, KeyedState, StateValue};
+use crate::state::keygroups::{key_group, range_of};
+
+/// A record with its key and key group, as sent from a key_by stage to a stateful stage.
+#[derive(Clone, Debug)]
+pub struct Keyed<K, V> {
+    /// The key group of `key`.
+    pub kg: u32,
+    /// The key computed by the key_by stage.
+    pub key: K,
+    /// The record.
+    pub value: V,
+}
+
+fn boxed<T: 'static>(sink: impl BatchSink<T> + 'static) -> AnyBox {
+    let sink: Box<dyn BatchSink<T>> = Box::new(sink);
+    Box::new(sink)
+}
+
+/// Forwards the chain-control calls of an operator to the next one.
+macro_rules! forward_control {
+    () => {
+        fn flush_partial(&mut self, cx: &mut Cx<'_>) -> Result<()> {
+            self.next.flush_partial(cx)
+        }
+        fn try_flush(&mut self, cx: &mut Cx<'_>) -> Result<bool> {
+            self.next.try_flush(cx)
+        }
+        fn end(&mut self, cx: &mut Cx<'_>) -> Result<()> {
+            self.next.end(cx)
+        }
+    };
+}
+
+struct MapOp<F, U> {
+    f: F,
+    stage: usize,
+    out: Vec<U>,
+    next: Box<dyn BatchSink<U>>,
+}
+
+impl<T, U: Send, F: Fn(T) -> U + Send> BatchSink<T> for MapOp<F, U> {
+    fn push(&mut self, batch: &mut Vec<T>, cx: &mut Cx<'_>) -> Result<()> {
+        cx.stage = self.stage;
+        self.out.extend(batch.drain(..).map(&self.f));
+        self.next.push(&mut self.out, cx)
+    }
+    forward_control!();
+}
+
+/// The erased form of a map stage.
+pub(crate) struct MapNode<F, T, U>(pub(crate) F, pub(crate) PhantomData<fn(T) -> U>);
+
+impl<T: Data, U: Data, F: Fn(T) -> U + Clone + Send + 'static> ErasedOp for MapNode<F, T, U> {
+    fn wrap(&self, ctx: &SubtaskCtx, next: AnyBox) -> Result<AnyBox> {
+        let next = downcast::<Box<dyn BatchSink<U>>>(next, &ctx.name)?;
+        Ok(boxed::<T>(MapOp {
+            f: self.0.clone(),
+            stage: ctx.stage,
+            out: Vec::new(),
+            next,
+        }))
+    }
+}
+
+struct FlatMapOp<F, U> {
+    f: F,
+    stage: usize,
+    out: Vec<U>,
+    next: Box<dyn BatchSink<U>>,
+}
+
+impl<T, U: Send, I: IntoIterator<Item = U>, F: Fn(T) -> I + Send> BatchSink<T> for FlatMapOp<F, U> {
+    fn push(&mut self, batch: &mut Vec<T>, cx: &mut Cx<'_>) -> Result<()> {
+        cx.stage = self.stage;
+        for x in batch.drain(..) {
+            self.out.extend((self.f)(x));
+        }
+        self.next.push(&mut self.out, cx)
+    }
+    forward_control!();
+}
+
+/// The erased form of a flat_map stage.
+pub(crate) struct FlatMapNode<F, T, I>(pub(crate) F, pub(crate) PhantomData<fn(T) -> I>);
+
+impl<T, I, F> ErasedOp for FlatMapNode<F, T, I>
+where
+    T: Data,
+    I: IntoIterator + 'static,
+    I::Item: Data,
+    F: Fn(T) -> I + Clone + Send + 'static,
+{
+    fn wrap(&self, ctx: &SubtaskCtx, next: AnyBox) -> Result<AnyBox> {
+        let next = downcast::<Box<dyn BatchSink<I::Item>>>(next, &ctx.name)?;
+        Ok(boxed::<T>(FlatMapOp {
+            f: self.0.clone(),
+            stage: ctx.stage,
+            out: Vec::new(),
+            next,
+        }))
+    }
+}
+
+struct FilterOp<F, T> {
+    f: F,
+    stage: usize,
+    next: Box<dyn BatchSink<T>>,
+}
+
+impl<T, F: Fn(&T) -> bool + Send> BatchSink<T> for FilterOp<F, T> {
+    fn push(&mut self, batch: &mut Vec<T>, cx: &mut Cx<'_>) -> Result<()> {
+        cx.stage = self.stage;
+        batch.retain(|x| (self.f)(x));
+        self.next.push(batch, cx)
+    }
+    forward_control!();
+}
+
+/// The erased form of a filter stage.
+pub(crate) struct FilterNode<F, T>(pub(crate) F, pub(crate) PhantomData<fn(T)>);
+
+impl<T: Data, F: Fn(&T) -> bool + Clone + Send + 'static> ErasedOp for FilterNode<F, T> {
+    fn wrap(&self, ctx: &SubtaskCtx, next: AnyBox) -> Result<AnyBox> {
+        let next = downcast::<Box<dyn BatchSink<T>>>(next, &ctx.name)?;
+        Ok(boxed::<T>(FilterOp {
+            f: self.0.clone(),
+            stage: ctx.stage,
+            next,
+        }))
+    }
+}
+
+struct KeyByOp<F, K, V> {
+    f: F,
+    stage: usize,
+    key_groups: usize,
+    out: Vec<Keyed<K, V>>,
+    next: Box<dyn BatchSink<Keyed<K, V>>>,
+}
+
+impl<K: Key, V: Send, F: Fn(&V) -> K + Send> BatchSink<V> for KeyByOp<F, K, V> {
+    fn push(&mut self, batch: &mut Vec<V>, cx: &mut Cx<'_>) -> Result<()> {
+        cx.stage = self.stage;
+        for value in batch.drain(..) {
+            let key = (self.f)(&value);
+            let kg = key_group(&key, self.key_groups) as u32;
+            self.out.push(Keyed { kg, key, value });
+        }
+        self.next.push(&mut self.out, cx)
+    }
+    forward_control!();
+}
+
+/// The erased form of a key_by stage.
+pub(crate) struct KeyByNode<F, K, V>(pub(crate) F, pub(crate) PhantomData<fn(V) -> K>);
+
+impl<K: Key, V: Data, F: Fn(&V) -> K + Clone + Send + 'static> ErasedOp for KeyByNode<F, K, V> {
+    fn wrap(&self, ctx: &SubtaskCtx, next: AnyBox) -> Result<AnyBox> {
+        let next = downcast::<Box<dyn BatchSink<Keyed<K, V>>>>(next, &ctx.name)?;
+        Ok(boxed::<V>(KeyByOp {
+            f: self.0.clone(),
+            stage: ctx.stage,
+            key_groups: ctx.key_groups,
+            out: Vec::new(),
+            next,
+        }))
+    }
+}
+
+struct StatefulOp<F, K, S, U> {
+    f: F,
+    stage: usize,
+    first_group: usize,
+    state: KeyedState<K, S>,
+    out: Vec<U>,
+    next: Box<dyn BatchSink<U>>,
+}
+
+impl<K, S, V, U, I, F> BatchSink<Keyed<K, V>> for StatefulOp<F, K, S, U>
+where
+    K: Key,
+    S: StateValue,
+    U: Send + 'static,
+    I: IntoIterator<Item = U>,
+    F: Fn(&mut S, V) -> I + Send + 'static,
+{
+    fn push(&mut self, batch: &mut Vec<Keyed<K, V>>, cx: &mut Cx<'_>) -> Result<()> {
+        cx.stage = self.stage;
+        for record in batch.drain(..) {
+            let slot = (record.kg as usize).wrapping_sub(self.first_group);
+            if slot >= self.state.group_count() {
+                return Err(Error::Internal(format!(
+                    "key group {} routed to a subtask that does not own it",
+                    record.kg
+                )));
+            }
+            let state = self.state.slot_entry(slot, record.key);
+            self.out.extend((self.f)(state, record.value));
+        }
+        self.next.push(&mut self.out, cx)
+    }
+
+    fn flush_partial(&mut self, cx: &mut Cx<'_>) -> Result<()> {
+        self.next.flush_partial(cx)
+    }
+
+    fn try_flush(&mut self, cx: &mut Cx<'_>) -> Result<bool> {
+        self.next.try_flush(cx)
+    }
+
+    fn end(&mut self, cx: &mut Cx<'_>) -> Result<()> {
+        let state = std::mem::take(&mut self.state);
+        cx.final_states
+            .lock()
+            .map_err(|_| Error::Internal("final state lock poisoned".into()))?
+            .push((self.stage, Box::new(state)));
+        self.next.end(cx)
+    }
+}
+
+/// The erased form of a stateful stage.
+pub(crate) struct StatefulNode<F, K, S, V, I>(
+    pub(crate) F,
+    pub(crate) PhantomData<fn(K, S, V) -> I>,
+);
+
+impl<K, S, V, I, F> ErasedOp for StatefulNode<F, K, S, V, I>
+where
+    K: Key + Clone,
+    S: StateValue,
+    V: Data,
+    I: IntoIterator + 'static,
+    I::Item: Data,
+    F: Fn(&mut S, V) -> I + Clone + Send + 'static,
+{
+    fn wrap(&self, ctx: &SubtaskCtx, next: AnyBox) -> Result<AnyBox> {
+        let next = downcast::<Box<dyn BatchSink<I::Item>>>(next, &ctx.name)?;
+        let groups = range_of(ctx.subtask, ctx.key_groups, ctx.parallelism);
+        Ok(boxed::<Keyed<K, V>>(StatefulOp {
+            f: self.0.clone(),
+            stage: ctx.stage,
+            first_group: groups.start,
+            state: KeyedState::for_range(groups),
+            out: Vec::new(),
+            next,
+        }))
+    }
+}
+
+struct SinkOp<W> {
+    writer: W,
+    stage: usize,
+}
+
+impl<T, W: SinkWriter<T>> BatchSink<T> for SinkOp<W> {
+    fn push(&mut self, batch: &mut Vec<T>, cx: &mut Cx<'_>) -> Result<()> {
+        cx.stage = self.stage;
+        self.writer.write_batch(batch)
+    }
+
+    fn flush_partial(&mut self, _: &mut Cx<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    fn try_flush(&mut self, _: &mut Cx<'_>) -> Result<bool> {
+        Ok(true)
+    }
+
+    fn end(&mut self, cx: &mut Cx<'_>) -> Result<()> {
+        cx.stage = self.stage;
+        self.writer.finish()
+    }
+}
+
+/// The erased form of a sink stage.
+pub(crate) struct SinkNode<S>(pub(crate) S);
+
+impl<S: Sink> ErasedSink for SinkNode<S> {
+    fn open(&self, ctx: &SubtaskCtx) -> Result<AnyBox> {
+        let writer = self.0.open(ctx.subtask, ctx.parallelism)?;
+        Ok(boxed::<S::Item>(SinkOp {
+            writer,
+            stage: ctx.stage,
+        }))
+    }
+}

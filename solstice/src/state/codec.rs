@@ -1,0 +1,119 @@
+//! The one place that knows how state is encoded: bincode 2 (serde), behind a format header.
+//!
+//! Layout: `SOLS` magic, format version (u16 LE), codec id (u8), then the bincode payload.
+//! Decoding never trusts a length read from the bytes beyond [`MAX_DECODE_BYTES`].
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Magic bytes at the start of every encoded state blob.
+pub const MAGIC: [u8; 4] = *b"SOLS";
+/// Current format version.
+pub const FORMAT_VERSION: u16 = 1;
+/// Codec identifier of bincode 2 with the standard configuration.
+pub const CODEC_BINCODE2: u8 = 1;
+/// Upper bound on what one decode may allocate.
+pub const MAX_DECODE_BYTES: usize = 1 << 32;
+
+const HEADER_LEN: usize = 7;
+
+fn config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_DECODE_BYTES>,
+> {
+    bincode::config::standard().with_limit::<MAX_DECODE_BYTES>()
+}
+
+/// Encodes `value` with the format header.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.push(CODEC_BINCODE2);
+    bincode::serde::encode_into_std_write(value, &mut out, config())
+        .map_err(|e| Error::Codec(format!("encode: {e}")))?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode`], checking the header and that no bytes are left over.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    if bytes.len() < HEADER_LEN {
+        return Err(Error::Codec(format!(
+            "truncated: {} bytes, the header alone is {HEADER_LEN}",
+            bytes.len()
+        )));
+    }
+    if bytes[..4] != MAGIC {
+        return Err(Error::Codec("not a Solstice state file (bad magic)".into()));
+    }
+    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if version != FORMAT_VERSION {
+        return Err(Error::Codec(format!(
+            "format version {version} is not supported (this build reads {FORMAT_VERSION})"
+        )));
+    }
+    if bytes[6] != CODEC_BINCODE2 {
+        return Err(Error::Codec(format!("unknown codec id {}", bytes[6])));
+    }
+    let (value, read) = bincode::serde::decode_from_slice(&bytes[HEADER_LEN..], config())
+        .map_err(|e| Error::Codec(format!("decode: {e}")))?;
+    let rest = bytes.len() - HEADER_LEN - read;
+    if rest != 0 {
+        return Err(Error::Codec(format!(
+            "{rest} trailing bytes after the payload"
+        )));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn rejects_foreign_and_corrupt_bytes() {
+        let good = encode(&vec![1u64, 2, 3]).unwrap();
+        assert!(matches!(
+            decode::<Vec<u64>>(&good[..3]),
+            Err(Error::Codec(_))
+        ));
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert!(decode::<Vec<u64>>(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("magic"));
+        let mut newer = good.clone();
+        newer[4] = 9;
+        assert!(decode::<Vec<u64>>(&newer)
+            .unwrap_err()
+            .to_string()
+            .contains("version"));
+        let mut truncated = good.clone();
+        truncated.pop();
+        assert!(decode::<Vec<u64>>(&truncated).is_err());
+    }
+
+    #[test]
+    fn huge_length_prefix_does_not_allocate() {
+        // A length of ~2^62 elements must fail cleanly instead of reserving memory.
+        let mut bytes = encode(&Vec::<u64>::new()).unwrap();
+        bytes.truncate(HEADER_LEN);
+        bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f]);
+        assert!(decode::<Vec<u64>>(&bytes).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(map in proptest::collection::btree_map(".{0,12}", any::<(u64, i32, bool)>(), 0..50)) {
+            let bytes = encode(&map).unwrap();
+            let back: BTreeMap<String, (u64, i32, bool)> = decode(&bytes).unwrap();
+            prop_assert_eq!(back, map);
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The launcher: `solstice list`, `solstice run --workflow NAME --config FILE`.
+
+fn main() -> solstice::Result<()> {
+    solstice::cli::launcher(&workflows::registry())
+}

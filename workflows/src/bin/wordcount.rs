@@ -1,0 +1,5 @@
+//! The `wordcount` workflow: `wordcount --config configs/wordcount.yaml`.
+
+fn main() -> solstice::Result<()> {
+    workflows::wordcount::main()
+}

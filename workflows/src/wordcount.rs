@@ -1,0 +1,58 @@
+//! Text lines in, running word counts out.
+
+use solstice::prelude::*;
+
+/// A word and how often it has been seen so far.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WordCount {
+    /// The word, lowercased.
+    pub word: String,
+    /// Occurrences so far.
+    pub count: u64,
+}
+
+#[solstice::pipeline]
+pub mod wordcount {
+    use super::*;
+
+    /// Lines of text: each JSON line is a string.
+    #[source]
+    pub fn lines(cfg: &SourceConfig) -> Result<FileSource<String>> {
+        FileSource::from_config(cfg)
+    }
+
+    /// Splits a line into lowercase words (letters, digits and apostrophes).
+    #[flat_map]
+    pub fn words(line: String) -> Vec<String> {
+        line.split(|c: char| !(c.is_alphanumeric() || c == '\''))
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    }
+
+    /// Partitions by the word itself.
+    #[key_by]
+    pub fn by_word(w: &String) -> String {
+        w.clone()
+    }
+
+    /// Counts each word; emits the running count.
+    #[stateful]
+    pub fn count(acc: &mut WordCount, w: String) -> Option<WordCount> {
+        if acc.word.is_empty() {
+            acc.word = w;
+        }
+        acc.count += 1;
+        Some(acc.clone())
+    }
+
+    /// Writes the counts to `sinks.counts`.
+    #[sink]
+    pub fn counts(cfg: &SinkConfig) -> Result<FileSink<WordCount>> {
+        FileSink::from_config(cfg)
+    }
+
+    dag! { lines -> words -> by_word -> count -> counts }
+}
+
+pub use wordcount::*;
