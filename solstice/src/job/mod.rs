@@ -124,7 +124,7 @@ impl Job {
         };
         // Channels into each chain's subtasks: sender clones (a stack per channel) and receivers.
         let mut txs: Vec<Vec<Vec<AnyBox>>> = Vec::with_capacity(chains.len());
-        let mut rxs: Vec<Vec<Option<AnyBox>>> = Vec::with_capacity(chains.len());
+        let mut rxs: Vec<Vec<AnyBox>> = Vec::with_capacity(chains.len());
         let mut senders_of: Vec<usize> = Vec::with_capacity(chains.len());
         let mut channels = 0;
         for (c, chain) in chains.iter().enumerate() {
@@ -150,7 +150,7 @@ impl Job {
                     let (tx, rx) =
                         kit.channel(self.config.job.channel_capacity, base[c] + i, senders);
                     t.push(tx);
-                    r.push(Some(rx));
+                    r.push(rx);
                     channels += 1;
                 }
             }
@@ -160,6 +160,7 @@ impl Job {
         let mut slots = Vec::with_capacity(next);
         for (c, chain) in chains.iter().enumerate() {
             let p = chain.parallelism;
+            let mut receivers = std::mem::take(&mut rxs[c]).into_iter();
             let last = *chain
                 .nodes
                 .last()
@@ -223,9 +224,9 @@ impl Job {
                             .input_kit
                             .as_ref()
                             .ok_or_else(|| Error::Internal("no input kit".into()))?;
-                        let rx = rxs[c][i]
-                            .take()
-                            .ok_or_else(|| Error::Internal("receiver taken twice".into()))?;
+                        let rx = receivers
+                            .next()
+                            .ok_or_else(|| Error::Internal("missing receiver".into()))?;
                         let chain_sink = sink
                             .take()
                             .ok_or_else(|| Error::Internal("no chain".into()))?;

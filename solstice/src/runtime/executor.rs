@@ -78,8 +78,8 @@ pub(crate) fn run(
         counters,
         final_states,
     };
-    for id in 0..slots.len() {
-        slots[id].state.store(SCHEDULED, Ordering::SeqCst);
+    for (id, slot) in slots.iter().enumerate() {
+        slot.state.store(SCHEDULED, Ordering::SeqCst);
         pool.injector.push(id);
     }
     if !slots.is_empty() {

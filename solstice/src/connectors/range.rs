@@ -1,0 +1,66 @@
+//! A source of the integers of a range, split into contiguous chunks across subtasks; for
+//! generated workloads, tests and benchmarks.
+
+use std::ops::Range;
+
+use crate::core::connector::{Source, SourceReader};
+use crate::error::Result;
+
+/// Emits every `u64` of a range once.
+#[derive(Clone, Debug)]
+pub struct RangeSource {
+    range: Range<u64>,
+}
+
+impl RangeSource {
+    /// A source of `range`.
+    pub fn new(range: Range<u64>) -> Self {
+        RangeSource { range }
+    }
+}
+
+impl Source for RangeSource {
+    type Item = u64;
+    type Reader = RangeReader;
+
+    fn open(&self, subtask: usize, parallelism: usize) -> Result<RangeReader> {
+        let len = u128::from(self.range.end.saturating_sub(self.range.start));
+        let at = |i: usize| self.range.start + (len * i as u128 / parallelism as u128) as u64;
+        Ok(RangeReader { next: at(subtask), end: at(subtask + 1) })
+    }
+}
+
+/// Reads one subtask's chunk of a [`RangeSource`].
+#[derive(Debug)]
+pub struct RangeReader {
+    next: u64,
+    end: u64,
+}
+
+impl SourceReader<u64> for RangeReader {
+    fn read_batch(&mut self, out: &mut Vec<u64>, max: usize) -> Result<bool> {
+        let stop = self.end.min(self.next.saturating_add(max as u64));
+        out.extend(self.next..stop);
+        self.next = stop;
+        Ok(self.next < self.end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_the_range() {
+        let src = RangeSource::new(10..1_000_003);
+        for p in [1, 2, 3, 8] {
+            let mut all = Vec::new();
+            for s in 0..p {
+                let mut r = src.open(s, p).unwrap();
+                while r.read_batch(&mut all, 4096).unwrap() {}
+            }
+            all.sort_unstable();
+            assert_eq!(all, (10..1_000_003).collect::<Vec<_>>());
+        }
+    }
+}
