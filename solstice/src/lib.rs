@@ -23,7 +23,9 @@
 //!     dag! { numbers -> double -> out }
 //! }
 //!
-//! assert_eq!(doubled::double(21), 42); // stage functions stay plain functions
+//! fn main() {
+//!     assert_eq!(doubled::double(21), 42); // stage functions stay plain functions
+//! }
 //! ```
 //!
 //! Module map: [`core`] (job model, plan), [`job`] (builder, run), [`connectors`], [`state`]

@@ -12,7 +12,10 @@ pub use tempfile::TempDir;
 
 /// A fresh temporary directory, removed when dropped.
 pub fn temp_dir() -> TempDir {
-    tempfile::Builder::new().prefix("solstice-test-").tempdir().expect("create temp dir")
+    tempfile::Builder::new()
+        .prefix("solstice-test-")
+        .tempdir()
+        .expect("create temp dir")
 }
 
 /// Writes `records` as JSON lines to `path`.
@@ -30,7 +33,10 @@ pub fn read_parts<T: DeserializeOwned>(dir: &Path) -> Vec<T> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .expect("read output dir")
         .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
+        })
         .collect();
     files.sort();
     let mut out = Vec::new();
@@ -54,5 +60,6 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
     std::thread::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.recv_timeout(limit).expect("the job did not finish in time (hang?)")
+    rx.recv_timeout(limit)
+        .expect("the job did not finish in time (hang?)")
 }

@@ -27,13 +27,18 @@ pub mod tiny {
 }
 
 fn err(yaml: &str) -> String {
-    Config::parse(yaml, "configs/tiny.yaml", &[]).unwrap_err().to_string()
+    Config::parse(yaml, "configs/tiny.yaml", &[])
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
 fn unknown_key_is_named_with_the_file() {
     let e = err("job: { id: x }\nruntime: { threds: 2 }\n");
-    assert!(e.contains("configs/tiny.yaml") && e.contains("runtime") && e.contains("threds"), "{e}");
+    assert!(
+        e.contains("configs/tiny.yaml") && e.contains("runtime") && e.contains("threds"),
+        "{e}"
+    );
     let e = err("jobs: {}\n");
     assert!(e.contains("unknown field `jobs`"), "{e}");
 }
@@ -41,7 +46,10 @@ fn unknown_key_is_named_with_the_file() {
 #[test]
 fn wrong_type_is_named_with_the_file() {
     let e = err("job: { batch_size: big }\n");
-    assert!(e.contains("configs/tiny.yaml") && e.contains("job.batch_size"), "{e}");
+    assert!(
+        e.contains("configs/tiny.yaml") && e.contains("job.batch_size"),
+        "{e}"
+    );
     let e = err("stages: { double: { parallelism: [1, 2, 3] } }\n");
     assert!(e.contains("stages.double.parallelism"), "{e}");
     let e = err("runtime: { processes: 2 }\n");
@@ -57,16 +65,36 @@ fn unknown_stage_and_missing_path_are_named() {
         dir.path().join("in.jsonl").display(),
         dir.path().join("out").display()
     );
-    let e = tiny::job(config(&format!("{base}stages: {{ dubble: {{ parallelism: 2 }} }}\n"), &[]))
+    let e = tiny::job(config(
+        &format!("{base}stages: {{ dubble: {{ parallelism: 2 }} }}\n"),
+        &[],
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("stages.dubble") && e.contains("no stage `dubble`") && e.contains("test.yaml"),
+        "{e}"
+    );
+    let e = tiny::job(config("sinks: { out: { path: x } }", &[]))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("stages.dubble") && e.contains("no stage `dubble`") && e.contains("test.yaml"), "{e}");
-    let e = tiny::job(config("sinks: { out: { path: x } }", &[])).unwrap_err().to_string();
     assert!(e.contains("sources.numbers.path: missing"), "{e}");
-    let e = Config::parse(&format!("{base}sinks: {{ out: {{ path: a }} }}\n"), "t.yaml", &[]);
-    assert!(e.unwrap_err().to_string().contains("duplicate entry with key \"sinks\""));
-    let e = tiny::job(config(&base, &["sources.double.path=x".into()])).unwrap_err().to_string();
-    assert!(e.contains("sources.double") && e.contains("is a map stage"), "{e}");
+    let e = Config::parse(
+        &format!("{base}sinks: {{ out: {{ path: a }} }}\n"),
+        "t.yaml",
+        &[],
+    );
+    assert!(e
+        .unwrap_err()
+        .to_string()
+        .contains("duplicate entry with key \"sinks\""));
+    let e = tiny::job(config(&base, &["sources.double.path=x".into()]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("sources.double") && e.contains("is a map stage"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -80,7 +108,15 @@ fn elastic_stage_runs_at_its_minimum_and_overrides_apply() {
     );
     let plan = tiny::job(config(&yaml, &[])).unwrap().explain();
     assert!(plan.contains("chain 1 x2: double (map)"), "{plan}");
-    assert!(plan.contains("stage `double` is elastic (2, 4); it runs at its minimum"), "{plan}");
-    let plan = tiny::job(config(&yaml, &["stages.double.parallelism=3".into()])).unwrap().explain();
-    assert!(plan.contains("chain 1 x3: double (map)") && !plan.contains("elastic"), "{plan}");
+    assert!(
+        plan.contains("stage `double` is elastic (2, 4); it runs at its minimum"),
+        "{plan}"
+    );
+    let plan = tiny::job(config(&yaml, &["stages.double.parallelism=3".into()]))
+        .unwrap()
+        .explain();
+    assert!(
+        plan.contains("chain 1 x3: double (map)") && !plan.contains("elastic"),
+        "{plan}"
+    );
 }

@@ -55,8 +55,13 @@ fn input() -> Vec<Event> {
     let mut x: u64 = 7;
     (0..30_000)
         .map(|i| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            Event { key: format!("k{}", (x >> 33) % 997), value: i % 13 }
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            Event {
+                key: format!("k{}", (x >> 33) % 997),
+                value: i % 13,
+            }
         })
         .collect()
 }

@@ -87,9 +87,15 @@ fn ten_stages_one_million_records_bounded_buffers() {
         result.peak_batches_in_flight
     );
     let out: Vec<u64> = read_parts(&dir.path().join("out"));
-    let reference: Vec<u64> =
-        (0..1_000_000u64).map(|x| (x + 1) * 3 - 1).filter(|x| x % 2 == 0).map(|x| x / 2).collect();
+    let reference: Vec<u64> = (0..1_000_000u64)
+        .map(|x| (x + 1) * 3 - 1)
+        .filter(|x| x % 2 == 0)
+        .map(|x| x / 2)
+        .collect();
     assert_eq!(out.len(), reference.len());
     assert_eq!(out.iter().sum::<u64>(), reference.iter().sum::<u64>());
-    assert_eq!(state.s.iter().map(|(_, n)| n).sum::<u64>(), reference.len() as u64);
+    assert_eq!(
+        state.s.iter().map(|(_, n)| n).sum::<u64>(),
+        reference.len() as u64
+    );
 }

@@ -115,8 +115,14 @@ fn every_stateless_kind_matches_a_sequential_reference() {
     let dir = temp_dir();
     let input: Vec<u64> = (0..20_000).collect();
     write_jsonl(&dir.path().join("in.jsonl"), &input);
-    let reference: Vec<u64> =
-        sorted(input.iter().map(|x| x * x).filter(|x| x % 2 == 1).flat_map(|x| [x, x + 1]).collect());
+    let reference: Vec<u64> = sorted(
+        input
+            .iter()
+            .map(|x| x * x)
+            .filter(|x| x % 2 == 1)
+            .flat_map(|x| [x, x + 1])
+            .collect(),
+    );
     let yaml = format!(
         "sources: {{ numbers: {{ path: {} }} }}\nsinks: {{ out: {{ path: {} }} }}\n",
         dir.path().join("in.jsonl").display(),
@@ -133,7 +139,11 @@ fn every_stateless_kind_matches_a_sequential_reference() {
         let (result, _) = kinds::run(config(&yaml, &overrides)).unwrap();
         assert!(result.tasks >= 2);
         let got: Vec<u64> = read_parts(&dir.path().join("out"));
-        assert_eq!(sorted(got), reference, "parallelism {parallelism}, threads {threads}");
+        assert_eq!(
+            sorted(got),
+            reference,
+            "parallelism {parallelism}, threads {threads}"
+        );
     }
 }
 
@@ -148,7 +158,13 @@ fn fan_out_and_union() {
         dir.path().join("out").display(),
         dir.path().join("copy").display(),
     );
-    for overrides in [vec![], vec!["stages.negate.parallelism=2".to_string(), "runtime.threads=2".into()]] {
+    for overrides in [
+        vec![],
+        vec![
+            "stages.negate.parallelism=2".to_string(),
+            "runtime.threads=2".into(),
+        ],
+    ] {
         diamond::run(config(&yaml, &overrides)).unwrap();
         let mut reference: Vec<i64> = input.iter().map(|&x| 2 * x as i64).collect();
         reference.extend(input.iter().map(|&x| -(x as i64)));
@@ -195,8 +211,14 @@ fn explain_shows_chains_and_partitioning() {
         "job `kinds`: 5 stages in 1 chains, 1 tasks on 2 threads, 128 key groups\n\
          chain 0 x1: numbers (source) -> square (map) -> odd (filter) -> twice (flat_map) -> out (sink)\n"
     );
-    let job = kinds::job(config(&yaml, &["stages.twice.parallelism=2".into(), "runtime.threads=2".into()]))
-        .unwrap();
+    let job = kinds::job(config(
+        &yaml,
+        &[
+            "stages.twice.parallelism=2".into(),
+            "runtime.threads=2".into(),
+        ],
+    ))
+    .unwrap();
     assert_eq!(
         job.explain(),
         "job `kinds`: 5 stages in 3 chains, 4 tasks on 2 threads, 128 key groups\n\

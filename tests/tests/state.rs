@@ -54,7 +54,13 @@ fn state_struct_round_trips_through_the_codec() {
     let _dir = temp_dir();
     let (_, state) = stats::run(config("runtime: { threads: 2 }", &[])).unwrap();
     assert_eq!(state.track.len(), 37);
-    assert_eq!(state.track.get(&36), Some(&Stats { count: 270, max: 9989 }));
+    assert_eq!(
+        state.track.get(&36),
+        Some(&Stats {
+            count: 270,
+            max: 9989
+        })
+    );
     assert_eq!(state.parity.get(&true).map(Vec::len), Some(5_000));
 
     let bytes = state.encode().unwrap();
@@ -66,11 +72,17 @@ fn state_struct_round_trips_through_the_codec() {
     a.sort_unstable();
     b.sort_unstable();
     assert_eq!(a, b);
-    assert_eq!(back.track.key_groups().collect::<Vec<_>>(), (0..128).collect::<Vec<_>>());
+    assert_eq!(
+        back.track.key_groups().collect::<Vec<_>>(),
+        (0..128).collect::<Vec<_>>()
+    );
 
     // Corrupt or truncated bytes are an error, not a panic.
     assert!(stats::State::decode(&bytes[..bytes.len() / 2]).is_err());
     let mut flipped = bytes.clone();
     flipped[0] ^= 0xff;
-    assert!(stats::State::decode(&flipped).unwrap_err().to_string().contains("magic"));
+    assert!(stats::State::decode(&flipped)
+        .unwrap_err()
+        .to_string()
+        .contains("magic"));
 }

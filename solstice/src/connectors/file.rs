@@ -42,7 +42,12 @@ impl<T: DeserializeOwned + Data> FileSource<T> {
             .path
             .as_ref()
             .ok_or_else(|| cfg.error("path", "missing (required)"))?;
-        let files = resolve(&paths.to_vec(), &cfg.stage)?;
+        let files = resolve(&paths.to_vec(), &cfg.stage).map_err(|e| match e {
+            Error::Io { path, source } => {
+                cfg.error("path", format!("{}: {source}", path.display()))
+            }
+            e => e,
+        })?;
         Ok(FileSource {
             files,
             _t: PhantomData,
@@ -237,7 +242,8 @@ pub(crate) fn line_at(path: &Path, offset: u64) -> u64 {
 
 impl<T: DeserializeOwned + Data> SourceReader<T> for JsonlReader<T> {
     fn read_batch(&mut self, out: &mut Vec<T>, max: usize) -> Result<bool> {
-        while out.len() < max {
+        let target = out.len() + max;
+        while out.len() < target {
             let cur = match &mut self.current {
                 Some(c) => c,
                 None => match self.splits.pop_front() {

@@ -26,7 +26,10 @@ impl Source for RangeSource {
     fn open(&self, subtask: usize, parallelism: usize) -> Result<RangeReader> {
         let len = u128::from(self.range.end.saturating_sub(self.range.start));
         let at = |i: usize| self.range.start + (len * i as u128 / parallelism as u128) as u64;
-        Ok(RangeReader { next: at(subtask), end: at(subtask + 1) })
+        Ok(RangeReader {
+            next: at(subtask),
+            end: at(subtask + 1),
+        })
     }
 }
 

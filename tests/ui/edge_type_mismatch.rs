@@ -1,0 +1,42 @@
+use solstice::prelude::*;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Order {
+    pub user: String,
+    pub amount: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Enriched {
+    pub order: Order,
+    pub vip: bool,
+}
+
+#[solstice::pipeline]
+pub mod shop {
+    use super::*;
+
+    #[source]
+    pub fn orders(cfg: &SourceConfig) -> Result<FileSource<Order>> {
+        FileSource::from_config(cfg)
+    }
+
+    #[map]
+    pub fn normalize(o: Order) -> Order {
+        o
+    }
+
+    #[filter]
+    pub fn vip(e: &Enriched) -> bool {
+        e.vip
+    }
+
+    #[sink]
+    pub fn out(cfg: &SinkConfig) -> Result<FileSink<Enriched>> {
+        FileSink::from_config(cfg)
+    }
+
+    dag! { orders -> normalize -> vip -> out }
+}
+
+fn main() {}

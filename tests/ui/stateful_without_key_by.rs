@@ -1,0 +1,48 @@
+use solstice::prelude::*;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Order {
+    pub user: String,
+    pub amount: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Enriched {
+    pub order: Order,
+    pub vip: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Total {
+    pub sum: f64,
+}
+
+#[solstice::pipeline]
+pub mod shop {
+    use super::*;
+
+    #[source]
+    pub fn orders(cfg: &SourceConfig) -> Result<FileSource<Order>> {
+        FileSource::from_config(cfg)
+    }
+
+    #[map]
+    pub fn normalize(o: Order) -> Order {
+        o
+    }
+
+    #[stateful]
+    pub fn totals(acc: &mut Total, o: Order) -> Option<Total> {
+        acc.sum += o.amount;
+        Some(acc.clone())
+    }
+
+    #[sink]
+    pub fn out(cfg: &SinkConfig) -> Result<FileSink<Total>> {
+        FileSink::from_config(cfg)
+    }
+
+    dag! { orders -> normalize -> totals -> out }
+}
+
+fn main() {}

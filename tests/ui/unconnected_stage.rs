@@ -1,0 +1,42 @@
+use solstice::prelude::*;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Order {
+    pub user: String,
+    pub amount: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Enriched {
+    pub order: Order,
+    pub vip: bool,
+}
+
+#[solstice::pipeline]
+pub mod shop {
+    use super::*;
+
+    #[source]
+    pub fn orders(cfg: &SourceConfig) -> Result<FileSource<Order>> {
+        FileSource::from_config(cfg)
+    }
+
+    #[map]
+    pub fn normalize(o: Order) -> Order {
+        o
+    }
+
+    #[map]
+    pub fn audit(o: Order) -> Order {
+        o
+    }
+
+    #[sink]
+    pub fn out(cfg: &SinkConfig) -> Result<FileSink<Order>> {
+        FileSink::from_config(cfg)
+    }
+
+    dag! { orders -> normalize -> out }
+}
+
+fn main() {}

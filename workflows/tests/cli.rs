@@ -1,0 +1,156 @@
+//! The workflow binaries as a user runs them: on the shipped sample, with `--explain`, through the
+//! `solstice` launcher, and with a broken config.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn run(bin: &str, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("start workflow binary")
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().map(str::to_string).collect()
+}
+
+/// Each user's sequence of running totals, in output order.
+fn per_user(lines: &[String]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+        out.entry(v["user"].as_str().expect("user").to_string())
+            .or_default()
+            .push(l.clone());
+    }
+    out
+}
+
+#[test]
+fn simple_etl_on_the_sample_produces_the_expected_totals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("totals");
+    let set = format!("sinks.out.path={}", out.display());
+    let o = run(
+        env!("CARGO_BIN_EXE_simple_etl"),
+        &["--config", "configs/simple_etl.yaml", "--set", &set],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = lines(&out.join("part-00000.jsonl"));
+    let expected = lines(&root().join("workflows/data/simple_etl.expected.jsonl"));
+    // Users interleave in any order; each user's totals come in input order.
+    assert_eq!(per_user(&got), per_user(&expected));
+    assert!(!out.join(".part-00000.jsonl.inprogress").exists());
+}
+
+#[test]
+fn explain_prints_the_physical_plan() {
+    let o = run(
+        env!("CARGO_BIN_EXE_simple_etl"),
+        &["--config", "configs/simple_etl.yaml", "--explain"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "job `simple_etl`: 6 stages in 3 chains, 4 tasks on 2 threads, 128 key groups\n\
+         chain 0 x1: orders (source) -> normalize (map) -> positive (filter) -> by_user (key_by)\n\
+         chain 1 x2: totals (stateful)\n  <- chain 0: hash by key, key groups per subtask [0..64, 64..128]\n\
+         chain 2 x1: out (sink)\n  <- chain 1: rebalance\n\
+         note: stage `totals` is elastic (2, 10); it runs at its minimum, 2 subtask(s), until elastic \
+         scaling is available\n"
+    );
+}
+
+#[test]
+fn launcher_lists_and_runs_workflows() {
+    let o = run(env!("CARGO_BIN_EXE_solstice"), &["list"]);
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "simple_etl\nwordcount\n"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let set = format!("sinks.counts.path={}", tmp.path().join("counts").display());
+    let o = run(
+        env!("CARGO_BIN_EXE_solstice"),
+        &[
+            "run",
+            "--workflow",
+            "wordcount",
+            "--config",
+            "configs/wordcount.yaml",
+            "--job-id",
+            "wc1",
+            "--set",
+            &set,
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("job `wc1` finished"));
+    let mut finals: BTreeMap<String, u64> = BTreeMap::new();
+    for part in std::fs::read_dir(tmp.path().join("counts")).unwrap() {
+        for l in lines(&part.unwrap().path()) {
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+            let c = finals
+                .entry(v["word"].as_str().unwrap().to_string())
+                .or_default();
+            *c = (*c).max(v["count"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(finals["it"], 10);
+    assert_eq!(finals["was"], 10);
+    assert_eq!(finals["of"], 10);
+    assert_eq!(finals["best"], 1);
+
+    let o = run(
+        env!("CARGO_BIN_EXE_solstice"),
+        &["run", "--workflow", "nope", "--config", "x.yaml"],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("no workflow `nope` (available: simple_etl, wordcount)"));
+}
+
+#[test]
+fn config_errors_exit_non_zero_with_one_paragraph() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "job: { id: x }\nsources: { orders: { path: a.jsonl, colour: red } }\n",
+    )
+    .unwrap();
+    let o = run(
+        env!("CARGO_BIN_EXE_simple_etl"),
+        &["--config", bad.to_str().unwrap()],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.yaml") && err.contains("sources.orders") && err.contains("colour"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+
+    let o = run(
+        env!("CARGO_BIN_EXE_simple_etl"),
+        &["--config", "configs/missing.yaml"],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("configs/missing.yaml"));
+}
