@@ -136,6 +136,11 @@ pub fn run_with(
         result.duration.as_secs_f64(),
         result.tasks
     );
+    for (name, n) in &result.counters {
+        if let Some(stage) = name.strip_suffix(".skipped").filter(|_| *n > 0) {
+            eprintln!("source `{stage}`: {n} bad record(s) skipped into its dead-letter file");
+        }
+    }
     Ok(())
 }
 

@@ -13,9 +13,9 @@
 //! stages:
 //!   totals: { parallelism: [2, 10] }
 //! sources:
-//!   orders: { path: data/orders.jsonl, format: jsonl }
+//!   orders: { path: data/orders.jsonl, format: jsonl, on_error: skip, dead_letter: bad.jsonl }
 //! sinks:
-//!   out: { path: out/totals, format: jsonl }
+//!   out: { path: out/totals, format: parquet, parquet: { row_group_size: 131072, compression: zstd } }
 //! ```
 //!
 //! Unknown keys, wrong types and missing required keys are errors naming the key and the file.
@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::parallelism::Parallelism;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::state::keygroups::DEFAULT_KEY_GROUPS;
 
 /// A whole job configuration, as read from YAML.
@@ -105,6 +106,99 @@ pub struct StageSection {
 pub enum Format {
     /// One JSON document per line.
     Jsonl,
+    /// Comma- (or otherwise) separated values with a header row.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl Format {
+    /// The format a file extension implies (`.jsonl`/`.json`/`.ndjson`, `.csv`/`.tsv`,
+    /// `.parquet`/`.pq`).
+    pub fn from_extension(path: &std::path::Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "jsonl" | "json" | "ndjson" => Format::Jsonl,
+            "csv" | "tsv" => Format::Csv,
+            "parquet" | "pq" => Format::Parquet,
+            _ => return None,
+        })
+    }
+
+    /// The extension of files written in this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl",
+            Format::Csv => "csv",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+/// What a source does with a record it cannot decode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Stop the job with `file:line: reason` (the default).
+    #[default]
+    Fail,
+    /// Write the record to the dead-letter file, count it, and go on.
+    Skip,
+}
+
+/// CSV dialect of a source or sink (`csv:` under the connector).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CsvOptions {
+    /// Field delimiter, one ASCII character (default `,`).
+    pub delimiter: char,
+    /// Quote character, one ASCII character (default `"`).
+    pub quote: char,
+    /// Whether the first row is a header naming the columns (default true). Records are matched
+    /// to columns by name when there is a header, by position otherwise.
+    pub header: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            delimiter: ',',
+            quote: '"',
+            header: true,
+        }
+    }
+}
+
+/// Compression codec of Parquet output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// Snappy.
+    Snappy,
+    /// Zstandard, default level (the default).
+    #[default]
+    Zstd,
+}
+
+/// Parquet settings of a sink (`parquet:` under the sink).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParquetOptions {
+    /// Rows per row group (default 131072).
+    pub row_group_size: usize,
+    /// Compression codec (default zstd).
+    pub compression: Compression,
+}
+
+impl Default for ParquetOptions {
+    fn default() -> Self {
+        ParquetOptions {
+            row_group_size: 128 * 1024,
+            compression: Compression::Zstd,
+        }
+    }
 }
 
 /// One path or several; each may be a file, a directory (all files in it) or a glob.
@@ -135,12 +229,24 @@ pub struct SourceConfig {
     pub path: Option<Paths>,
     /// Record format (default: from the file extension, else jsonl).
     pub format: Option<Format>,
+    /// What to do with a record that cannot be decoded (default: fail).
+    #[serde(default)]
+    pub on_error: OnError,
+    /// With `on_error: skip`, the JSON-lines file that receives rejected records with their
+    /// file, line and reason (required with `skip`).
+    pub dead_letter: Option<PathBuf>,
+    /// CSV dialect.
+    #[serde(default)]
+    pub csv: CsvOptions,
     /// The source stage's name (filled in by the runtime).
     #[serde(skip)]
     pub stage: String,
     /// The config file this came from (filled in by the runtime).
     #[serde(skip)]
     pub origin: String,
+    /// The job's counters (filled in by the runtime).
+    #[serde(skip)]
+    pub metrics: Metrics,
 }
 
 impl SourceConfig {
@@ -161,6 +267,12 @@ pub struct SinkConfig {
     pub path: Option<PathBuf>,
     /// Record format (default: jsonl).
     pub format: Option<Format>,
+    /// CSV dialect.
+    #[serde(default)]
+    pub csv: CsvOptions,
+    /// Parquet settings.
+    #[serde(default)]
+    pub parquet: ParquetOptions,
     /// The sink stage's name (filled in by the runtime).
     #[serde(skip)]
     pub stage: String,

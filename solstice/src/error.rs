@@ -58,6 +58,28 @@ pub enum Error {
         reason: String,
     },
 
+    /// A Parquet row could not be decoded.
+    #[error("{}: row group {row_group}, row {row}: {reason}", path.display())]
+    BadRow {
+        /// The input file.
+        path: PathBuf,
+        /// The row group (0-based).
+        row_group: usize,
+        /// The row within the row group (0-based).
+        row: usize,
+        /// Why the row was rejected.
+        reason: String,
+    },
+
+    /// A file is not in the expected format (e.g. a corrupt Parquet footer).
+    #[error("{}: {reason}", path.display())]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A record could not be encoded for an output.
     #[error("sink `{stage}`: cannot encode record: {reason}")]
     Encode {

@@ -39,6 +39,7 @@ pub mod connectors;
 pub mod core;
 pub mod error;
 pub mod job;
+pub mod metrics;
 pub(crate) mod operators;
 pub(crate) mod runtime;
 pub mod state;

@@ -63,3 +63,39 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
     rx.recv_timeout(limit)
         .expect("the job did not finish in time (hang?)")
 }
+
+/// A Python interpreter command with pyarrow importable: pyarrow is installed once with pip into
+/// a cache directory (no system packages touched). Panics with the pip output if that fails.
+pub fn python_with_pyarrow() -> std::process::Command {
+    static READY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let dir = READY.get_or_init(|| {
+        let home = std::env::var_os("HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = home.join(".cache/solstice-test-python/pyarrow-26.0.1");
+        if !dir.join("pyarrow").exists() {
+            let out = std::process::Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--target",
+                ])
+                .arg(&dir)
+                .arg("pyarrow==26.0.1")
+                .output()
+                .expect("run python3 -m pip");
+            assert!(
+                out.status.success(),
+                "pip install pyarrow failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        dir
+    });
+    let mut cmd = std::process::Command::new("python3");
+    cmd.env("PYTHONPATH", dir);
+    cmd
+}

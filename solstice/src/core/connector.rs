@@ -11,6 +11,12 @@ pub trait Source: Send + 'static {
     /// The reader of one subtask.
     type Reader: SourceReader<Self::Item>;
 
+    /// Called once when the job starts, before any reader opens (not by `--explain`): e.g. to
+    /// truncate a dead-letter file.
+    fn start(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Opens the reader of `subtask` out of `parallelism`. Subtasks read disjoint parts of the
     /// input whose union is the whole input.
     fn open(&self, subtask: usize, parallelism: usize) -> Result<Self::Reader>;

@@ -34,6 +34,7 @@ pub(crate) struct SubtaskCtx {
 /// A source stage: builds the task of one subtask, pushing into `chain`
 /// (a `Box<dyn BatchSink<Item>>`).
 pub(crate) trait ErasedSource: Send {
+    fn start(&self) -> Result<()>;
     fn task(&self, ctx: &SubtaskCtx, chain: AnyBox) -> Result<Box<dyn Task>>;
 }
 

@@ -12,6 +12,7 @@ use crate::core::graph::{ErasedOp, Graph, InputKit, Node, NodeImpl, OutputKit};
 use crate::core::parallelism::Parallelism;
 use crate::core::{Data, StageKind};
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::operators::{FilterNode, FlatMapNode, KeyByNode, MapNode, SinkNode, StatefulNode};
 use crate::runtime::channel::{Input, KeyedOutput, Output};
 use crate::runtime::tasks::SourceNode;
@@ -47,6 +48,7 @@ impl<K, V> Copy for KeyedStream<K, V> {}
 pub struct JobBuilder {
     pub(crate) graph: Graph,
     pub(crate) config: Config,
+    pub(crate) metrics: Metrics,
 }
 
 impl JobBuilder {
@@ -55,6 +57,7 @@ impl JobBuilder {
         JobBuilder {
             graph: Graph::default(),
             config,
+            metrics: Metrics::default(),
         }
     }
 
@@ -140,6 +143,7 @@ impl JobBuilder {
         let mut cfg = self.config.sources.get(name).cloned().unwrap_or_default();
         cfg.stage = name.to_string();
         cfg.origin = self.config.origin.clone();
+        cfg.metrics = self.metrics.clone();
         let source = make(&cfg)?;
         let node = self.add(
             name,

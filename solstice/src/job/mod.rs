@@ -13,6 +13,7 @@ use crate::core::plan::PhysicalPlan;
 use crate::core::task::JobCounters;
 use crate::core::{AnyBox, StageKind};
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::runtime::executor::{self, TaskSlot};
 use crate::state::keyed::{Key, KeyedState, StateValue};
 
@@ -25,6 +26,7 @@ pub struct Job {
     graph: Graph,
     plan: PhysicalPlan,
     config: Config,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Job {
@@ -46,7 +48,11 @@ impl Job {
     ) -> Result<Job> {
         let mut builder = JobBuilder::new(config);
         build(&mut builder)?;
-        let JobBuilder { graph, config } = builder;
+        let JobBuilder {
+            graph,
+            config,
+            metrics,
+        } = builder;
         check_graph(&graph)?;
         check_config_names(&graph, &config, name)?;
         let plan = PhysicalPlan::new(&graph, config.job.key_groups)?;
@@ -57,6 +63,7 @@ impl Job {
             graph,
             plan,
             config,
+            metrics,
         })
     }
 
@@ -81,6 +88,11 @@ impl Job {
         let started = Instant::now();
         let threads = self.config.threads();
         tracing::info!(job = %self.id, threads, tasks = self.plan.task_count(), "job starting");
+        for node in &self.graph.nodes {
+            if let NodeImpl::Source(source) = &node.imp {
+                source.start()?;
+            }
+        }
         let (slots, channels) = self.instantiate()?;
         let names: Vec<String> = self.graph.nodes.iter().map(|n| n.name.clone()).collect();
         let counters = JobCounters::default();
@@ -98,6 +110,7 @@ impl Job {
             channel_capacity: self.config.job.channel_capacity,
             peak_batches_in_flight: counters.peak_in_flight.load(Ordering::Relaxed),
             tasks: self.plan.task_count(),
+            counters: self.metrics.snapshot(),
             final_states: finals
                 .into_iter()
                 .map(|(n, s)| (names[n].clone(), s))
@@ -319,6 +332,8 @@ pub struct JobResult {
     pub peak_batches_in_flight: usize,
     /// Number of tasks that ran.
     pub tasks: usize,
+    /// The job's counters, e.g. `orders.skipped`: records a source skipped under `on_error: skip`.
+    pub counters: std::collections::BTreeMap<String, u64>,
     final_states: Vec<(String, Box<dyn Any + Send>)>,
 }
 

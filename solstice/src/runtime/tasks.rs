@@ -111,6 +111,10 @@ impl<T: Send + 'static, R: SourceReader<T>> Task for SourceTask<T, R> {
 pub(crate) struct SourceNode<S>(pub(crate) S);
 
 impl<S: Source> ErasedSource for SourceNode<S> {
+    fn start(&self) -> Result<()> {
+        self.0.start()
+    }
+
     fn task(&self, ctx: &SubtaskCtx, chain: AnyBox) -> Result<Box<dyn Task>> {
         let chain = downcast::<Box<dyn BatchSink<S::Item>>>(chain, "a source chain")?;
         let reader = self.0.open(ctx.subtask, ctx.parallelism)?;

@@ -1,0 +1,201 @@
+//! CSV: whole files per subtask (quoted fields may span lines), a serde reader matching columns
+//! by header name, and a writer with a header row.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::BufReader;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::reject::Rejects;
+use crate::config::CsvOptions;
+use crate::error::{Error, Result};
+
+fn byte(c: char, what: &str) -> Result<u8> {
+    u8::try_from(c)
+        .ok()
+        .filter(u8::is_ascii)
+        .ok_or_else(|| Error::Plan(format!("csv {what} `{c}` is not one ASCII character")))
+}
+
+/// Checks that the dialect's characters are single ASCII bytes.
+pub(crate) fn check(options: &CsvOptions) -> std::result::Result<(), String> {
+    byte(options.delimiter, "delimiter").map_err(|e| e.to_string())?;
+    byte(options.quote, "quote").map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+struct Open {
+    path: PathBuf,
+    reader: csv::Reader<BufReader<File>>,
+    headers: Option<csv::ByteRecord>,
+}
+
+/// Reads the CSV files of one subtask.
+pub struct CsvReader<T> {
+    files: VecDeque<PathBuf>,
+    current: Option<Open>,
+    record: csv::ByteRecord,
+    options: CsvOptions,
+    rejects: Rejects,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> CsvReader<T> {
+    pub(crate) fn new(files: Vec<PathBuf>, options: CsvOptions, rejects: Rejects) -> Self {
+        CsvReader {
+            files: files.into(),
+            current: None,
+            record: csv::ByteRecord::new(),
+            options,
+            rejects,
+            _t: PhantomData,
+        }
+    }
+
+    fn open(&self, path: PathBuf) -> Result<Open> {
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(byte(self.options.delimiter, "delimiter")?)
+            .quote(byte(self.options.quote, "quote")?)
+            .has_headers(self.options.header)
+            .flexible(true)
+            .from_reader(BufReader::with_capacity(256 << 10, file));
+        let headers = if self.options.header {
+            let h = reader
+                .byte_headers()
+                .map_err(|e| csv_error(&path, 1, &e))?
+                .clone();
+            Some(h)
+        } else {
+            None
+        };
+        Ok(Open {
+            path,
+            reader,
+            headers,
+        })
+    }
+}
+
+fn csv_error(path: &Path, line: u64, e: &csv::Error) -> Error {
+    let line = e.position().map_or(line, |p| p.line());
+    match e.kind() {
+        csv::ErrorKind::Io(_) => Error::io(path, std::io::Error::other(e.to_string())),
+        _ => Error::BadRecord {
+            path: path.to_path_buf(),
+            line,
+            reason: e.to_string(),
+        },
+    }
+}
+
+fn raw(record: &csv::ByteRecord, delimiter: char) -> String {
+    let fields: Vec<String> = record
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    fields.join(&delimiter.to_string())
+}
+
+impl<T: DeserializeOwned + Send + 'static> CsvReader<T> {
+    pub(crate) fn read_batch(&mut self, out: &mut Vec<T>, max: usize) -> Result<bool> {
+        let target = out.len() + max;
+        while out.len() < target {
+            if self.current.is_none() {
+                match self.files.pop_front() {
+                    Some(path) => self.current = Some(self.open(path)?),
+                    None => return Ok(false),
+                }
+            }
+            let Some(cur) = self.current.as_mut() else {
+                continue;
+            };
+            let more = match cur.reader.read_byte_record(&mut self.record) {
+                Ok(more) => more,
+                Err(e) => {
+                    let error = csv_error(&cur.path, 0, &e);
+                    if matches!(error, Error::Io { .. }) {
+                        return Err(error);
+                    }
+                    self.rejects.reject(error, "")?;
+                    continue;
+                }
+            };
+            if !more {
+                self.current = None;
+                continue;
+            }
+            let line = self.record.position().map_or(0, |p| p.line());
+            let expected = cur.headers.as_ref().map(|h| h.len());
+            let decoded = match expected {
+                Some(n) if n != self.record.len() => {
+                    Err(format!("expected {n} fields, found {}", self.record.len()))
+                }
+                _ => self
+                    .record
+                    .deserialize::<T>(cur.headers.as_ref())
+                    .map_err(|e| e.to_string()),
+            };
+            match decoded {
+                Ok(record) => out.push(record),
+                Err(reason) => {
+                    let error = Error::BadRecord {
+                        path: cur.path.clone(),
+                        line,
+                        reason,
+                    };
+                    self.rejects
+                        .reject(error, &raw(&self.record, self.options.delimiter))?;
+                }
+            }
+        }
+        Ok(!(self.current.is_none() && self.files.is_empty()))
+    }
+}
+
+/// Writes one subtask's CSV part file.
+pub struct CsvWriter {
+    out: csv::Writer<File>,
+}
+
+impl CsvWriter {
+    pub(crate) fn create(file: File, options: &CsvOptions) -> Result<CsvWriter> {
+        let out = csv::WriterBuilder::new()
+            .delimiter(byte(options.delimiter, "delimiter")?)
+            .quote(byte(options.quote, "quote")?)
+            .has_headers(options.header)
+            .buffer_capacity(256 << 10)
+            .from_writer(file);
+        Ok(CsvWriter { out })
+    }
+
+    pub(crate) fn write<T: Serialize>(
+        &mut self,
+        batch: &mut Vec<T>,
+        temp: &Path,
+        stage: &str,
+    ) -> Result<()> {
+        for record in batch.drain(..) {
+            self.out.serialize(&record).map_err(|e| match e.kind() {
+                csv::ErrorKind::Io(_) => Error::io(temp, std::io::Error::other(e.to_string())),
+                _ => Error::Encode {
+                    stage: stage.to_string(),
+                    reason: e.to_string(),
+                },
+            })?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(&mut self, temp: &Path) -> Result<()> {
+        self.out.flush().map_err(|e| Error::io(temp, e))?;
+        self.out
+            .get_ref()
+            .sync_all()
+            .map_err(|e| Error::io(temp, e))
+    }
+}

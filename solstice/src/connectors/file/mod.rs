@@ -1,0 +1,479 @@
+//! File connectors: JSON lines, CSV and Parquet.
+//!
+//! [`FileSource`] reads files (paths, directories or globs) in the format named by `format:` or
+//! implied by the extension, split across subtasks: JSONL by byte ranges on line boundaries, CSV
+//! by whole files, Parquet by row groups. Records that fail to decode follow the source's
+//! `on_error` policy. [`FileSink`] writes one file per subtask, `part-{subtask:05}.<ext>`, under a
+//! temporary name renamed into place when the subtask completes.
+
+mod csv;
+mod jsonl;
+mod parquet;
+mod reject;
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use self::csv::{CsvReader, CsvWriter};
+pub use self::jsonl::{JsonlReader, JsonlWriter};
+pub use self::parquet::{ParquetReader, ParquetWriter};
+use self::reject::Rejects;
+use crate::config::{CsvOptions, Format, ParquetOptions, SinkConfig, SourceConfig};
+use crate::core::connector::{Sink, SinkWriter, Source, SourceReader};
+use crate::core::Data;
+use crate::error::{Error, Result};
+
+/// Reads records of type `T` from JSONL, CSV or Parquet files.
+pub struct FileSource<T> {
+    files: Vec<(PathBuf, u64)>,
+    format: Format,
+    csv: CsvOptions,
+    /// Parquet only: every row group of every file, read from the footers at build time.
+    row_groups: Vec<parquet::RowGroup>,
+    rejects: Rejects,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for FileSource<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSource")
+            .field("format", &self.format)
+            .field("files", &self.files)
+            .finish()
+    }
+}
+
+impl<T: DeserializeOwned + Data> FileSource<T> {
+    /// The source described by `sources.<stage>` in the job config.
+    pub fn from_config(cfg: &SourceConfig) -> Result<Self> {
+        let paths = cfg
+            .path
+            .as_ref()
+            .ok_or_else(|| cfg.error("path", "missing (required)"))?;
+        let files = resolve(&paths.to_vec(), &cfg.stage).map_err(|e| match e {
+            Error::Io { path, source } => {
+                cfg.error("path", format!("{}: {source}", path.display()))
+            }
+            e => e,
+        })?;
+        let format = match cfg.format {
+            Some(f) => f,
+            None => infer_format(&files).map_err(|m| cfg.error("format", m))?,
+        };
+        csv::check(&cfg.csv).map_err(|m| cfg.error("csv", m))?;
+        Self::with(files, format, cfg.csv.clone(), Rejects::from_config(cfg)?)
+    }
+
+    /// A source over explicit paths (files, directories or globs), format from the extension;
+    /// bad records fail the job.
+    pub fn new<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<Self> {
+        let paths: Vec<PathBuf> = paths
+            .into_iter()
+            .map(|p| p.as_ref().to_path_buf())
+            .collect();
+        let files = resolve(&paths, "source")?;
+        let format = infer_format(&files).map_err(|m| Error::Plan(format!("source: {m}")))?;
+        Self::with(files, format, CsvOptions::default(), Rejects::fail())
+    }
+
+    fn with(
+        files: Vec<(PathBuf, u64)>,
+        format: Format,
+        csv: CsvOptions,
+        rejects: Rejects,
+    ) -> Result<Self> {
+        let row_groups = if format == Format::Parquet {
+            parquet::row_groups(&files)?
+        } else {
+            Vec::new()
+        };
+        Ok(FileSource {
+            files,
+            format,
+            csv,
+            row_groups,
+            rejects,
+            _t: PhantomData,
+        })
+    }
+
+    /// The input files, in reading order, with their sizes.
+    pub fn files(&self) -> &[(PathBuf, u64)] {
+        &self.files
+    }
+
+    /// The format the files are read in.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+}
+
+/// The one format all files' extensions agree on (JSONL when none says).
+fn infer_format(files: &[(PathBuf, u64)]) -> std::result::Result<Format, String> {
+    let mut found: Option<Format> = None;
+    for (path, _) in files {
+        let f = Format::from_extension(path).unwrap_or(Format::Jsonl);
+        match found {
+            Some(prev) if prev != f => {
+                return Err(format!(
+                    "input files have different formats ({prev:?} and {f:?} for {}); set `format`",
+                    path.display()
+                ))
+            }
+            _ => found = Some(f),
+        }
+    }
+    Ok(found.unwrap_or(Format::Jsonl))
+}
+
+fn is_glob(p: &str) -> bool {
+    p.contains(['*', '?', '['])
+}
+
+/// Expands paths, directories and globs into a sorted, de-duplicated list of files with sizes.
+fn resolve(paths: &[PathBuf], stage: &str) -> Result<Vec<(PathBuf, u64)>> {
+    let mut files = Vec::new();
+    for path in paths {
+        let text = path.to_string_lossy();
+        if is_glob(&text) {
+            let entries = glob::glob(&text).map_err(|e| Error::NoInput {
+                stage: stage.to_string(),
+                pattern: format!("{text} (invalid glob: {e})"),
+            })?;
+            let before = files.len();
+            for entry in entries {
+                let p = entry.map_err(|e| Error::io(e.path().to_path_buf(), e.into()))?;
+                if p.is_file() {
+                    files.push(p);
+                }
+            }
+            if files.len() == before {
+                return Err(Error::NoInput {
+                    stage: stage.to_string(),
+                    pattern: text.into_owned(),
+                });
+            }
+        } else if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| Error::io(path, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && !p
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
+                .collect();
+            if found.is_empty() {
+                return Err(Error::NoInput {
+                    stage: stage.to_string(),
+                    pattern: format!("{} (empty directory)", path.display()),
+                });
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+            files.push(path.clone());
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+        .into_iter()
+        .map(|p| {
+            let len = std::fs::metadata(&p).map_err(|e| Error::io(&p, e))?.len();
+            Ok((p, len))
+        })
+        .collect()
+}
+
+fn mine<S>(all: Vec<S>, subtask: usize, parallelism: usize) -> Vec<S> {
+    all.into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % parallelism == subtask)
+        .map(|(_, s)| s)
+        .collect()
+}
+
+impl<T: DeserializeOwned + Data> Source for FileSource<T> {
+    type Item = T;
+    type Reader = FileReader<T>;
+
+    fn start(&self) -> Result<()> {
+        self.rejects.start()
+    }
+
+    fn open(&self, subtask: usize, parallelism: usize) -> Result<FileReader<T>> {
+        let rejects = self.rejects.clone();
+        Ok(match self.format {
+            Format::Jsonl => {
+                let splits = mine(
+                    jsonl::splits(&self.files, parallelism),
+                    subtask,
+                    parallelism,
+                );
+                FileReader::Jsonl(JsonlReader::new(splits, rejects))
+            }
+            Format::Csv => {
+                let files = self.files.iter().map(|(p, _)| p.clone()).collect();
+                let files = mine(files, subtask, parallelism);
+                FileReader::Csv(CsvReader::new(files, self.csv.clone(), rejects))
+            }
+            Format::Parquet => {
+                let groups = mine(self.row_groups.clone(), subtask, parallelism);
+                FileReader::Parquet(ParquetReader::new(groups, rejects))
+            }
+        })
+    }
+}
+
+/// The reader of one [`FileSource`] subtask.
+pub enum FileReader<T> {
+    /// JSON lines.
+    Jsonl(JsonlReader<T>),
+    /// CSV.
+    Csv(CsvReader<T>),
+    /// Parquet.
+    Parquet(ParquetReader<T>),
+}
+
+impl<T: DeserializeOwned + Data> SourceReader<T> for FileReader<T> {
+    fn read_batch(&mut self, out: &mut Vec<T>, max: usize) -> Result<bool> {
+        match self {
+            FileReader::Jsonl(r) => r.read_batch(out, max),
+            FileReader::Csv(r) => r.read_batch(out, max),
+            FileReader::Parquet(r) => r.read_batch(out, max),
+        }
+    }
+}
+
+/// Writes records as JSONL, CSV or Parquet, one file per sink subtask.
+pub struct FileSink<T> {
+    dir: PathBuf,
+    stage: String,
+    format: Format,
+    csv: CsvOptions,
+    parquet: ParquetOptions,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T> std::fmt::Debug for FileSink<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSink")
+            .field("dir", &self.dir)
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Data> FileSink<T> {
+    /// The sink described by `sinks.<stage>` in the job config.
+    pub fn from_config(cfg: &SinkConfig) -> Result<Self> {
+        let dir = cfg
+            .path
+            .clone()
+            .ok_or_else(|| cfg.error("path", "missing (required)"))?;
+        csv::check(&cfg.csv).map_err(|m| cfg.error("csv", m))?;
+        if cfg.parquet.row_group_size == 0 {
+            return Err(cfg.error("parquet.row_group_size", "must be at least 1"));
+        }
+        let format = cfg.format.unwrap_or(Format::Jsonl);
+        if format == Format::Parquet {
+            // Fail at build time, not in the first write, when `T` has no Arrow schema.
+            parquet::fields_of::<T>(&cfg.stage)?;
+        }
+        Ok(FileSink {
+            dir,
+            stage: cfg.stage.clone(),
+            format,
+            csv: cfg.csv.clone(),
+            parquet: cfg.parquet.clone(),
+            _t: PhantomData,
+        })
+    }
+
+    /// A JSONL sink writing `part-*.jsonl` files into `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self::with_format(dir, Format::Jsonl)
+    }
+
+    /// A sink writing `part-*.<ext>` files in `format` into `dir`, with default options.
+    pub fn with_format(dir: impl Into<PathBuf>, format: Format) -> Self {
+        FileSink {
+            dir: dir.into(),
+            stage: "sink".into(),
+            format,
+            csv: CsvOptions::default(),
+            parquet: ParquetOptions::default(),
+            _t: PhantomData,
+        }
+    }
+
+    /// The final path of subtask `subtask`'s file.
+    pub fn part_path(&self, subtask: usize) -> PathBuf {
+        self.dir
+            .join(format!("part-{subtask:05}.{}", self.format.extension()))
+    }
+}
+
+/// The subtask index of a part file name written in `format`.
+fn part_index(name: &str, format: Format) -> Option<usize> {
+    name.strip_prefix("part-")?
+        .strip_suffix(format.extension())?
+        .strip_suffix('.')?
+        .parse()
+        .ok()
+}
+
+impl<T: Serialize + DeserializeOwned + Data> Sink for FileSink<T> {
+    type Item = T;
+    type Writer = FileWriter<T>;
+
+    fn open(&self, subtask: usize, parallelism: usize) -> Result<FileWriter<T>> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        if subtask == 0 {
+            // Part files of an earlier run with more subtasks would otherwise mix into this output.
+            let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if part_index(&name, self.format).is_some_and(|i| i >= parallelism) {
+                    std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+                }
+            }
+        }
+        let target = self.part_path(subtask);
+        let ext = self.format.extension();
+        let temp = self
+            .dir
+            .join(format!(".part-{subtask:05}.{ext}.inprogress"));
+        let file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+        let format = match self.format {
+            Format::Jsonl => WriterFormat::Jsonl(JsonlWriter {
+                out: BufWriter::with_capacity(256 << 10, file),
+            }),
+            Format::Csv => WriterFormat::Csv(CsvWriter::create(file, &self.csv)?),
+            Format::Parquet => {
+                let fields = parquet::fields_of::<T>(&self.stage)?;
+                WriterFormat::Parquet(ParquetWriter::create(file, fields, &self.parquet, &temp)?)
+            }
+        };
+        Ok(FileWriter {
+            format,
+            temp,
+            target,
+            stage: self.stage.clone(),
+            _t: PhantomData,
+        })
+    }
+}
+
+enum WriterFormat {
+    Jsonl(JsonlWriter),
+    Csv(CsvWriter),
+    Parquet(ParquetWriter),
+}
+
+/// Writes one sink subtask's part file.
+pub struct FileWriter<T> {
+    format: WriterFormat,
+    temp: PathBuf,
+    target: PathBuf,
+    stage: String,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T: Serialize + DeserializeOwned + Data> SinkWriter<T> for FileWriter<T> {
+    fn write_batch(&mut self, batch: &mut Vec<T>) -> Result<()> {
+        let (temp, stage) = (&self.temp, &self.stage);
+        match &mut self.format {
+            WriterFormat::Jsonl(w) => w.write(batch, temp, stage),
+            WriterFormat::Csv(w) => w.write(batch, temp, stage),
+            WriterFormat::Parquet(w) => w.write(batch, temp, stage),
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        match &mut self.format {
+            WriterFormat::Jsonl(w) => w.finish(&self.temp)?,
+            WriterFormat::Csv(w) => w.finish(&self.temp)?,
+            WriterFormat::Parquet(w) => w.finish(&self.temp)?,
+        }
+        std::fs::rename(&self.temp, &self.target).map_err(|e| Error::io(&self.target, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_splits_cover_every_line_once() {
+        let dir = std::env::temp_dir().join(format!("solstice-split-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("n.jsonl");
+        let mut text = String::new();
+        for i in 0..200_000u64 {
+            text.push_str(&format!("{i}\n"));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let src = FileSource::<u64>::new([&path]).unwrap();
+        for p in [1, 2, 3, 7] {
+            let mut all = Vec::new();
+            for s in 0..p {
+                let mut r = src.open(s, p).unwrap();
+                while r.read_batch(&mut all, 1000).unwrap() {}
+            }
+            all.sort_unstable();
+            assert_eq!(all, (0..200_000).collect::<Vec<_>>(), "parallelism {p}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_line_names_file_and_line_in_any_split() {
+        let dir = std::env::temp_dir().join(format!("solstice-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.jsonl");
+        let mut text = String::new();
+        for i in 0..300_000u64 {
+            if i == 250_000 {
+                text.push_str("{oops\n");
+            } else {
+                text.push_str(&format!("{i}\n"));
+            }
+        }
+        std::fs::write(&path, &text).unwrap();
+        let src = FileSource::<u64>::new([&path]).unwrap();
+        let mut errors = Vec::new();
+        for s in 0..3 {
+            let mut r = src.open(s, 3).unwrap();
+            let mut buf = Vec::new();
+            loop {
+                match r.read_batch(&mut buf, 4096) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        errors.push(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("bad.jsonl:250001:"), "{}", errors[0]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn part_names() {
+        assert_eq!(part_index("part-00003.jsonl", Format::Jsonl), Some(3));
+        assert_eq!(part_index("part-00003.parquet", Format::Jsonl), None);
+        assert_eq!(part_index(".part-00003.csv.inprogress", Format::Csv), None);
+    }
+}
