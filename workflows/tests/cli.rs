@@ -154,3 +154,47 @@ fn config_errors_exit_non_zero_with_one_paragraph() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("configs/missing.yaml"));
 }
+
+#[test]
+fn bad_records_fail_with_file_and_line_or_are_skipped_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\": 1, \"user\": \"a\", \"amount\": 5.0}\n{\"id\": 2, \"user\": \"b\", \"amount\": }\n",
+    )
+    .unwrap();
+    let src = format!("sources.orders.path={}", input.display());
+    let out = format!("sinks.out.path={}", tmp.path().join("out").display());
+    let args = [
+        "--config",
+        "configs/simple_etl.yaml",
+        "--set",
+        &src,
+        "--set",
+        &out,
+    ];
+    let o = run(env!("CARGO_BIN_EXE_simple_etl"), &args);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("orders.jsonl:2:") && err.contains("stage `orders`"),
+        "{err}"
+    );
+
+    let dead = format!(
+        "sources.orders.dead_letter={}",
+        tmp.path().join("dead.jsonl").display()
+    );
+    let mut skip = args.to_vec();
+    skip.extend(["--set", "sources.orders.on_error=skip", "--set", &dead]);
+    let o = run(env!("CARGO_BIN_EXE_simple_etl"), &skip);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("source `orders`: 1 bad record(s) skipped"),
+        "{err}"
+    );
+    assert_eq!(lines(&tmp.path().join("dead.jsonl")).len(), 1);
+    assert_eq!(lines(&tmp.path().join("out/part-00000.jsonl")).len(), 1);
+}
