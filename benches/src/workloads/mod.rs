@@ -1,0 +1,115 @@
+//! The four workloads, each as a Solstice pipeline and as a hand-written implementation of the
+//! same computation. Both take a [`RunCtx`] and return an [`Outcome`]: the time of the
+//! computation alone (data generation, job configuration and reading results back are not timed)
+//! and a checksum of its result.
+
+pub mod w1;
+pub mod w2;
+pub mod w3;
+pub mod w4;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use solstice::config::{Config, SourceConfig};
+use solstice::connectors::RangeSource;
+
+use crate::error::{BenchError, Result};
+
+/// What one run of a workload is given.
+#[derive(Clone, Debug)]
+pub struct RunCtx {
+    /// Input size, in the workload's unit (numbers, records, orders or words).
+    pub records: u64,
+    /// Worker threads (Solstice: `runtime.threads` and `job.parallelism`).
+    pub threads: usize,
+    /// The directory holding the generated input.
+    pub data: PathBuf,
+    /// A scratch directory of this run, for its output.
+    pub work: PathBuf,
+    /// Extra `key=value` Solstice config overrides (ignored by hand-written runs).
+    pub overrides: Vec<String>,
+}
+
+/// What one run of a workload measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Outcome {
+    /// Time of the computation alone.
+    pub elapsed: Duration,
+    /// Checksum of the result; equal for Solstice and hand-written when both are right.
+    pub checksum: u64,
+}
+
+impl RunCtx {
+    /// The output directory of this run, emptied.
+    pub(crate) fn fresh_out(&self) -> Result<PathBuf> {
+        let out = self.work.join("out");
+        if out.exists() {
+            std::fs::remove_dir_all(&out).map_err(|e| BenchError::io(&out, e))?;
+        }
+        std::fs::create_dir_all(&out).map_err(|e| BenchError::io(&out, e))?;
+        Ok(out)
+    }
+
+    /// The Solstice config of this run: `threads` worker threads, every stage at parallelism
+    /// `threads`, the given source and sink paths, then the user's overrides.
+    pub(crate) fn config(
+        &self,
+        sources: &[(&str, &Path)],
+        sinks: &[(&str, &Path)],
+    ) -> Result<Config> {
+        let quote = |p: &Path| {
+            serde_json::to_string(&p.to_string_lossy()).map_err(|e| BenchError::json(p, e))
+        };
+        let t = self.threads;
+        let mut yaml = format!("job: {{ parallelism: {t} }}\nruntime: {{ threads: {t} }}\n");
+        for (section, entries) in [("sources", sources), ("sinks", sinks)] {
+            if entries.is_empty() {
+                continue;
+            }
+            yaml.push_str(section);
+            yaml.push_str(":\n");
+            for (name, path) in entries {
+                yaml.push_str(&format!("  {name}: {{ path: {} }}\n", quote(path)?));
+            }
+        }
+        Ok(Config::parse(&yaml, "solstice-bench", &self.overrides)?)
+    }
+}
+
+/// A [`RangeSource`] over `0..n`, where `n` is read from the range descriptor file named by
+/// `sources.<stage>.path` (see [`crate::data::write_range`]).
+pub fn range_source(cfg: &SourceConfig) -> solstice::Result<RangeSource> {
+    let path = cfg
+        .path
+        .as_ref()
+        .and_then(|p| p.to_vec().into_iter().next())
+        .ok_or_else(|| cfg.error("path", "missing (required)"))?;
+    let n = crate::data::read_range(&path).map_err(|e| cfg.error("path", e))?;
+    Ok(RangeSource::new(0..n))
+}
+
+/// The `i`-th of `parts` contiguous chunks of `0..n` (the same cut as [`RangeSource`]).
+pub(crate) fn chunk(n: u64, i: usize, parts: usize) -> std::ops::Range<u64> {
+    let at = |i: usize| (u128::from(n) * i as u128 / parts as u128) as u64;
+    at(i)..at(i + 1)
+}
+
+/// Runs `f(0)`, ..., `f(parts - 1)`, each on a thread of its own when `parts > 1`, and returns
+/// their results in order.
+pub(crate) fn in_threads<T: Send>(
+    parts: usize,
+    f: impl Fn(usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    if parts <= 1 {
+        return Ok(vec![f(0)?]);
+    }
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = (0..parts).map(|i| s.spawn(move || f(i))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| BenchError::WorkerPanic)?)
+            .collect()
+    })
+}

@@ -1,0 +1,76 @@
+//! Every workload at tiny size, with 1 and 2 threads: Solstice and the hand-written
+//! implementation give the same checksum. Runs in CI as part of `cargo test --workspace`.
+
+use std::process::Command;
+
+use solstice_bench::digest::Digest;
+use solstice_bench::runner::{measure, work_dir};
+use solstice_bench::{Engine, RunCtx, Scale, Workload};
+
+#[test]
+fn solstice_and_hand_written_agree_on_every_workload() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let empty = Digest::default().value();
+    for w in Workload::ALL {
+        let records = Scale::Tiny.records(w);
+        w.prepare(dir.path(), records).expect("generate input");
+        for threads in [1, 2] {
+            let ctx = |engine| RunCtx {
+                records,
+                threads,
+                data: dir.path().to_path_buf(),
+                work: work_dir(dir.path(), w, engine, threads),
+                overrides: Vec::new(),
+            };
+            let hand = measure(w, Engine::Hand, &ctx(Engine::Hand), 1).expect("hand-written run");
+            let solstice =
+                measure(w, Engine::Solstice, &ctx(Engine::Solstice), 1).expect("Solstice run");
+            let what = format!("{} with {threads} thread(s)", w.title());
+            assert_eq!(hand.checksum, solstice.checksum, "{what}");
+            assert_ne!(hand.checksum, empty, "{what}: empty result");
+            assert_eq!(
+                (hand.records, solstice.records, solstice.threads),
+                (records, records, threads)
+            );
+            assert!(solstice.seconds > 0.0 && solstice.peak_rss_kb > 0, "{what}");
+        }
+    }
+}
+
+#[test]
+fn w1_checksum_is_the_sum() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let n = 10_000;
+    Workload::W1.prepare(dir.path(), n).expect("generate input");
+    let ctx = RunCtx {
+        records: n,
+        threads: 2,
+        data: dir.path().to_path_buf(),
+        work: dir.path().join("work"),
+        overrides: Vec::new(),
+    };
+    let expected: u64 = (0..n).map(|x| x * 2 + 1).filter(|x| x % 3 != 0).sum();
+    let got = measure(Workload::W1, Engine::Solstice, &ctx, 1).expect("Solstice run");
+    assert_eq!(got.checksum, expected);
+}
+
+#[test]
+fn the_binary_measures_in_child_processes_and_prints_the_table() {
+    let out = Command::new(env!("CARGO_BIN_EXE_solstice-bench"))
+        .args(["all", "--scale", "tiny", "--repeat", "1"])
+        .output()
+        .expect("run solstice-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for w in Workload::ALL {
+        for engine in ["hand-written", "solstice"] {
+            for threads in [1, 2] {
+                let row = format!("| {:<12} | {threads:>7} | {engine:<12} |", w.title());
+                assert!(stdout.contains(&row), "no row `{row}` in\n{stdout}");
+            }
+        }
+    }
+    assert!(stdout.contains("w3 etl scaling"), "{stdout}");
+    assert!(!stdout.contains("MISMATCH") && !stderr.contains("MISMATCH"));
+}
