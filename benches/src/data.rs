@@ -278,6 +278,67 @@ pub fn for_each_line(
     }
 }
 
+/// The orders file of W5: the W3 orders as Parquet.
+pub fn orders_parquet_path(dir: &Path, records: u64) -> PathBuf {
+    dir.join(format!("orders-{records}.parquet"))
+}
+
+/// Rows per row group of the W5 input (several row groups, so subtasks share the file).
+pub const PARQUET_ROW_GROUP: usize = 128 * 1024;
+
+/// The Arrow fields of `T`, as Solstice's Parquet sink derives them.
+pub fn arrow_fields<T: serde::de::DeserializeOwned>() -> Result<Vec<arrow::datatypes::FieldRef>> {
+    use serde_arrow::schema::{SchemaLike, TracingOptions};
+    let options = TracingOptions::default()
+        .allow_null_fields(true)
+        .strings_as_large_utf8(false)
+        .sequence_as_large_list(false);
+    Vec::<arrow::datatypes::FieldRef>::from_type::<T>(options)
+        .map_err(|e| BenchError::Parquet(format!("schema: {e}")))
+}
+
+/// A Parquet writer of `fields` into `file`: zstd, [`PARQUET_ROW_GROUP`] rows per row group.
+pub fn parquet_writer(
+    file: File,
+    fields: &[arrow::datatypes::FieldRef],
+) -> Result<parquet::arrow::ArrowWriter<File>> {
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP))
+        .build();
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields.to_vec()));
+    parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
+        .map_err(|e| BenchError::Parquet(e.to_string()))
+}
+
+/// Writes `records` orders (the same as [`write_orders`]) as Parquet; returns the file's path.
+pub fn write_orders_parquet(dir: &Path, records: u64) -> Result<PathBuf> {
+    let path = orders_parquet_path(dir, records);
+    if path.exists() {
+        return Ok(path);
+    }
+    let temp = path.with_extension("partial");
+    let file = File::create(&temp).map_err(|e| BenchError::io(&temp, e))?;
+    let fields = arrow_fields::<Order>()?;
+    let mut writer = parquet_writer(file, &fields)?;
+    let mut next = 0;
+    while next < records {
+        let end = (next + 65_536).min(records);
+        let chunk: Vec<Order> = (next..end).map(order).collect();
+        let batch = serde_arrow::to_record_batch(&fields, &chunk)
+            .map_err(|e| BenchError::Parquet(e.to_string()))?;
+        writer
+            .write(&batch)
+            .map_err(|e| BenchError::Parquet(e.to_string()))?;
+        next = end;
+    }
+    writer
+        .close()
+        .map_err(|e| BenchError::Parquet(e.to_string()))?;
+    std::fs::rename(&temp, &path).map_err(|e| BenchError::io(&path, e))?;
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

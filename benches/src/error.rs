@@ -29,6 +29,9 @@ pub enum BenchError {
     /// Solstice failed to build or run a job.
     #[error("solstice: {0}")]
     Engine(#[from] solstice::Error),
+    /// Reading or writing Parquet failed.
+    #[error("parquet: {0}")]
+    Parquet(String),
     /// A worker thread of a hand-written implementation panicked.
     #[error("a worker thread panicked")]
     WorkerPanic,

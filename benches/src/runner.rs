@@ -7,10 +7,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BenchError, Result};
-use crate::workloads::{w1, w2, w3, w4};
+use crate::workloads::{w1, w2, w3, w4, w5};
 pub use crate::workloads::{Outcome, RunCtx};
 
-/// One of the four workloads.
+/// One of the five workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Workload {
     /// Stateless map/filter/sum over a range.
@@ -21,19 +21,28 @@ pub enum Workload {
     W3,
     /// Word count over JSON-lines text.
     W4,
+    /// The W3 ETL with Parquet in and out.
+    W5,
 }
 
 impl Workload {
     /// Every workload, in order.
-    pub const ALL: [Workload; 4] = [Workload::W1, Workload::W2, Workload::W3, Workload::W4];
+    pub const ALL: [Workload; 5] = [
+        Workload::W1,
+        Workload::W2,
+        Workload::W3,
+        Workload::W4,
+        Workload::W5,
+    ];
 
-    /// The short name (`w1`..`w4`).
+    /// The short name (`w1`..`w5`).
     pub fn name(self) -> &'static str {
         match self {
             Workload::W1 => "w1",
             Workload::W2 => "w2",
             Workload::W3 => "w3",
             Workload::W4 => "w4",
+            Workload::W5 => "w5",
         }
     }
 
@@ -44,6 +53,7 @@ impl Workload {
             Workload::W2 => "w2 keyed",
             Workload::W3 => "w3 etl",
             Workload::W4 => "w4 wordcount",
+            Workload::W5 => "w5 parquet",
         }
     }
 
@@ -54,6 +64,7 @@ impl Workload {
             Workload::W2 => "records",
             Workload::W3 => "orders",
             Workload::W4 => "words",
+            Workload::W5 => "orders",
         }
     }
 
@@ -64,6 +75,7 @@ impl Workload {
             Workload::W2 => 20_000_000,
             Workload::W3 => 2_000_000,
             Workload::W4 => 20_000_000,
+            Workload::W5 => 2_000_000,
         }
     }
 
@@ -74,6 +86,7 @@ impl Workload {
             Workload::W1 | Workload::W2 => crate::data::write_range(dir, records),
             Workload::W3 => crate::data::write_orders(dir, records),
             Workload::W4 => crate::data::write_lines(dir, records),
+            Workload::W5 => crate::data::write_orders_parquet(dir, records),
         }
         .map(drop)
     }
@@ -89,6 +102,8 @@ impl Workload {
             (Workload::W3, Engine::Hand) => w3::hand(ctx),
             (Workload::W4, Engine::Solstice) => w4::solstice(ctx),
             (Workload::W4, Engine::Hand) => w4::hand(ctx),
+            (Workload::W5, Engine::Solstice) => w5::solstice(ctx),
+            (Workload::W5, Engine::Hand) => w5::hand(ctx),
         }
     }
 }
@@ -99,7 +114,7 @@ impl FromStr for Workload {
         Workload::ALL
             .into_iter()
             .find(|w| w.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown workload `{s}` (expected w1, w2, w3 or w4)"))
+            .ok_or_else(|| format!("unknown workload `{s}` (expected w1, w2, w3, w4 or w5)"))
     }
 }
 

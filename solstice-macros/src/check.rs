@@ -18,9 +18,12 @@ pub struct StageTypes {
     pub input: Option<TokenStream>,
     /// The record type the stage emits.
     pub output: Option<TokenStream>,
-    /// key_by: the key type. stateful: the state type.
-    pub key: Option<Type>,
+    /// key_by: the key type.
+    pub key: Option<TokenStream>,
+    /// stateful: the state type.
     pub state: Option<Type>,
+    /// key_by: takes its record by value and returns `(key, value)`. stateful: takes the key.
+    pub owned_key: bool,
 }
 
 /// Checks everything; returns the stage types (by stage name) and a topological order.
@@ -57,9 +60,9 @@ fn expectation(kind: StageKind) -> &'static str {
         StageKind::Map => "`fn(In) -> Out`",
         StageKind::FlatMap => "`fn(In) -> impl IntoIterator<Item = Out>`",
         StageKind::Filter => "`fn(&In) -> bool`",
-        StageKind::KeyBy => "`fn(&In) -> Key`",
+        StageKind::KeyBy => "`fn(&In) -> Key` or `fn(In) -> (Key, Out)`",
         StageKind::Stateful => {
-            "`fn(&mut State, In) -> impl IntoIterator<Item = Out>` (e.g. `Option<Out>`)"
+            "`fn(&mut State, In) -> impl IntoIterator<Item = Out>` (e.g. `Option<Out>`), or `fn(&mut State, &Key, In) -> ...`"
         }
     }
 }
@@ -131,8 +134,11 @@ fn signature(stage: &Stage, krate: &syn::Path, cx: &mut Ctxt) -> Option<StageTyp
         ReturnType::Default => None,
     };
     let n = args.len();
-    let want = if kind == StageKind::Stateful { 2 } else { 1 };
-    if n != want {
+    let fits = match kind {
+        StageKind::Stateful => n == 2 || n == 3,
+        _ => n == 1,
+    };
+    if !fits {
         bad(
             cx,
             &format!("takes {n} parameter{}", if n == 1 { "" } else { "s" }),
@@ -160,6 +166,7 @@ fn signature(stage: &Stage, krate: &syn::Path, cx: &mut Ctxt) -> Option<StageTyp
                     output: Some(quote!(<#conn as #p::Source>::Item)),
                     key: None,
                     state: None,
+                    owned_key: false,
                 }
             } else {
                 StageTypes {
@@ -167,6 +174,7 @@ fn signature(stage: &Stage, krate: &syn::Path, cx: &mut Ctxt) -> Option<StageTyp
                     output: None,
                     key: None,
                     state: None,
+                    owned_key: false,
                 }
             }
         }
@@ -186,6 +194,18 @@ fn signature(stage: &Stage, krate: &syn::Path, cx: &mut Ctxt) -> Option<StageTyp
                 output: Some(output),
                 key: None,
                 state: None,
+                owned_key: false,
+            }
+        }
+        StageKind::KeyBy if by_value(&args[0]) => {
+            // The owned form: `fn(In) -> (Key, Out)` moves the key out of the record.
+            let input = &args[0];
+            StageTypes {
+                input: Some(quote!(#input)),
+                output: Some(quote!(<#ret as #p::KeyValue>::Value)),
+                key: Some(quote!(<#ret as #p::KeyValue>::Key)),
+                state: None,
+                owned_key: true,
             }
         }
         StageKind::Filter | StageKind::KeyBy => {
@@ -197,12 +217,13 @@ fn signature(stage: &Stage, krate: &syn::Path, cx: &mut Ctxt) -> Option<StageTyp
                 bad(cx, "does not return `bool`");
                 return None;
             }
-            let key = (kind == StageKind::KeyBy).then(|| ret.clone());
+            let key = (kind == StageKind::KeyBy).then(|| quote!(#ret));
             StageTypes {
                 input: Some(quote!(#input)),
                 output: Some(quote!(#input)),
                 key,
                 state: None,
+                owned_key: false,
             }
         }
         StageKind::Stateful => {
@@ -210,16 +231,23 @@ fn signature(stage: &Stage, krate: &syn::Path, cx: &mut Ctxt) -> Option<StageTyp
                 bad(cx, "does not take its state as `&mut State` first");
                 return None;
             };
-            if !by_value(&args[1]) {
+            // `(&mut State, In)` or `(&mut State, &Key, In)`.
+            let with_key = n == 3;
+            if with_key && shared_ref(&args[1]).is_none() {
+                bad(cx, "does not take the key as `&Key` second");
+                return None;
+            }
+            let input = &args[n - 1];
+            if !by_value(input) {
                 bad(cx, "takes its record by reference");
                 return None;
             }
-            let input = &args[1];
             StageTypes {
                 input: Some(quote!(#input)),
                 output: Some(quote!(<#ret as #p::IntoIterator>::Item)),
                 key: None,
                 state: Some(state.clone()),
+                owned_key: with_key,
             }
         }
     };

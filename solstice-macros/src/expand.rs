@@ -132,8 +132,14 @@ fn generate(p: &Pipeline, types: &HashMap<String, StageTypes>, order: &[usize]) 
             StageKind::Filter => {
                 quote!(let #v = #builder.filter(#name_str, #par, &[#(#inputs),*], #name)?;)
             }
+            StageKind::KeyBy if t.owned_key => {
+                quote!(let #v = #builder.key_by_owned(#name_str, #par, &[#(#inputs),*], #name)?;)
+            }
             StageKind::KeyBy => {
                 quote!(let #v = #builder.key_by(#name_str, #par, &[#(#inputs),*], #name)?;)
+            }
+            StageKind::Stateful if t.owned_key => {
+                quote!(let #v = #builder.stateful_keyed(#name_str, #par, &[#(#inputs),*], #name)?;)
             }
             StageKind::Stateful => {
                 quote!(let #v = #builder.stateful(#name_str, #par, &[#(#inputs),*], #name)?;)

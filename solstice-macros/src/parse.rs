@@ -73,8 +73,9 @@ pub fn parse(args: TokenStream, input: TokenStream, cx: &mut Ctxt) -> Option<Pip
                     let parallelism = parse_stage_args(&attr.meta, cx);
                     found = Some((kind, parallelism));
                 }
-                if let Some((StageKind::Filter | StageKind::KeyBy, _)) = found {
-                    // These kinds must take `&T`, even when `T` is `String` or `Vec<_>`.
+                if let Some((StageKind::Filter | StageKind::KeyBy | StageKind::Stateful, _)) = found
+                {
+                    // These kinds take `&T` (record or key), even when `T` is `String` or `Vec<_>`.
                     attrs.push(syn::parse_quote!(#[allow(clippy::ptr_arg)]));
                 }
                 f.attrs = attrs;

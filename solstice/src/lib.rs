@@ -79,6 +79,7 @@ pub mod __private {
     pub use crate::core::connector::{Sink, Source};
     pub use crate::core::parallelism::Parallelism;
     pub use crate::job::{Job, JobBuilder, JobResult, KeyedStream, Stream};
+    pub use crate::operators::KeyValue;
     pub use crate::state::codec;
     pub use crate::state::keyed::KeyedState;
     pub use crate::Pipeline;

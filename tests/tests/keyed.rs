@@ -51,6 +51,37 @@ pub mod sums {
     dag! { events -> by_key -> sum -> out }
 }
 
+/// The same sums with the key moved out of the record and handed to the stateful function.
+#[solstice::pipeline]
+pub mod sums_owned {
+    use super::*;
+
+    #[source]
+    pub fn events(cfg: &SourceConfig) -> Result<FileSource<Event>> {
+        FileSource::from_config(cfg)
+    }
+
+    #[key_by]
+    pub fn by_key(e: Event) -> (String, u64) {
+        (e.key, e.value)
+    }
+
+    #[stateful]
+    pub fn sum(acc: &mut Sum, key: &String, value: u64) -> Option<Sum> {
+        acc.key.clone_from(key);
+        acc.sum += value;
+        acc.count += 1;
+        Some(acc.clone())
+    }
+
+    #[sink]
+    pub fn out(cfg: &SinkConfig) -> Result<FileSink<Sum>> {
+        FileSink::from_config(cfg)
+    }
+
+    dag! { events -> by_key -> sum -> out }
+}
+
 fn input() -> Vec<Event> {
     let mut x: u64 = 7;
     (0..30_000)
@@ -113,5 +144,37 @@ fn same_totals_at_every_parallelism_and_thread_count() {
             }
             assert_eq!(got, per_key, "{what}, sink parallelism {sink}");
         }
+    }
+}
+
+#[test]
+fn owned_key_by_and_keyed_stateful_give_the_same_totals() {
+    let dir = temp_dir();
+    let events = input();
+    write_jsonl(&dir.path().join("events.jsonl"), &events);
+    let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for e in &events {
+        let t = totals.entry(e.key.clone()).or_default();
+        t.0 += e.value;
+        t.1 += 1;
+    }
+    let yaml = format!(
+        "sources: {{ events: {{ path: {} }} }}\nsinks: {{ out: {{ path: {} }} }}\n",
+        dir.path().join("events.jsonl").display(),
+        dir.path().join("out").display()
+    );
+    for parallelism in [1, 3] {
+        let overrides = vec![
+            format!("stages.sum.parallelism={parallelism}"),
+            "runtime.threads=2".to_string(),
+        ];
+        let (_, state) = sums_owned::run(config(&yaml, &overrides)).unwrap();
+        let got: BTreeMap<String, (u64, u64)> = state
+            .sum
+            .iter()
+            .map(|(k, s)| (k.clone(), (s.sum, s.count)))
+            .collect();
+        assert_eq!(got, totals);
+        assert!(state.sum.iter().all(|(k, s)| *k == s.key));
     }
 }

@@ -30,20 +30,20 @@ pub mod wordcount {
             .collect()
     }
 
-    /// Partitions by the word itself.
+    /// Partitions by the word itself: the word moves into the key, nothing else travels on.
     #[key_by]
-    pub fn by_word(w: &String) -> String {
-        w.clone()
+    pub fn by_word(w: String) -> (String, ()) {
+        (w, ())
     }
 
     /// Counts each word; emits the running count.
     #[stateful]
-    pub fn count(acc: &mut WordCount, w: String) -> Option<WordCount> {
-        if acc.word.is_empty() {
-            acc.word = w;
-        }
-        acc.count += 1;
-        Some(acc.clone())
+    pub fn count(seen: &mut u64, word: &String, _: ()) -> Option<WordCount> {
+        *seen += 1;
+        Some(WordCount {
+            word: word.clone(),
+            count: *seen,
+        })
     }
 
     /// Writes the counts to `sinks.counts`.

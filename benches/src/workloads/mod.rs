@@ -1,4 +1,4 @@
-//! The four workloads, each as a Solstice pipeline and as a hand-written implementation of the
+//! The five workloads, each as a Solstice pipeline and as a hand-written implementation of the
 //! same computation. Both take a [`RunCtx`] and return an [`Outcome`]: the time of the
 //! computation alone (data generation, job configuration and reading results back are not timed)
 //! and a checksum of its result.
@@ -7,6 +7,7 @@ pub mod w1;
 pub mod w2;
 pub mod w3;
 pub mod w4;
+pub mod w5;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

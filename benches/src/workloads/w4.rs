@@ -28,16 +28,15 @@ pub mod wordcount {
         line.split_whitespace().map(str::to_owned).collect()
     }
 
-    /// Partitions by the word itself.
+    /// Partitions by the word itself, moving it into the key.
     #[key_by]
-    #[allow(clippy::ptr_arg)] // a key_by stage takes `&In`, and `In` is `String` here
-    pub fn by_word(w: &String) -> String {
-        w.clone()
+    pub fn by_word(w: String) -> (String, ()) {
+        (w, ())
     }
 
     /// Counts each word; emits nothing (the result is the final state).
     #[stateful]
-    pub fn count(n: &mut u64, _w: String) -> Option<u64> {
+    pub fn count(n: &mut u64, _: ()) -> Option<u64> {
         *n += 1;
         None
     }

@@ -13,7 +13,9 @@ use crate::core::parallelism::Parallelism;
 use crate::core::{Data, StageKind};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::operators::{FilterNode, FlatMapNode, KeyByNode, MapNode, SinkNode, StatefulNode};
+use crate::operators::{
+    FilterNode, FlatMapNode, KeyByNode, KeyByOwnedNode, KeyValue, MapNode, SinkNode, StatefulNode,
+};
 use crate::runtime::channel::{Input, KeyedOutput, Output};
 use crate::runtime::tasks::SourceNode;
 use crate::state::keyed::{Key, StateValue};
@@ -233,6 +235,36 @@ impl JobBuilder {
         })
     }
 
+    /// A key_by stage that takes its record by value: `f` returns `(key, value)`, so the key can
+    /// be moved out of the record instead of cloned.
+    pub fn key_by_owned<V: Data, R, F>(
+        &mut self,
+        name: &str,
+        declared: Option<Parallelism>,
+        inputs: &[Stream<V>],
+        f: F,
+    ) -> Result<KeyedStream<R::Key, R::Value>>
+    where
+        R: KeyValue + 'static,
+        R::Key: Key + Data,
+        R::Value: Data,
+        F: Fn(V) -> R + Clone + Send + 'static,
+    {
+        let node = self.add(
+            name,
+            StageKind::KeyBy,
+            declared,
+            nodes(inputs),
+            NodeImpl::Op(Box::new(KeyByOwnedNode(f, PhantomData))),
+            Some(Box::new(Input::<V>(PhantomData))),
+            Some(Box::new(KeyedOutput::<R::Key, R::Value>(PhantomData))),
+        )?;
+        Ok(KeyedStream {
+            node,
+            _t: PhantomData,
+        })
+    }
+
     /// A stateful stage: `f` updates the state of the record's key (created with
     /// `S::default()`) and returns the records to emit.
     pub fn stateful<K: Key + Data, S: StateValue, V: Data, I, F>(
@@ -246,6 +278,24 @@ impl JobBuilder {
         I: IntoIterator + 'static,
         I::Item: Data,
         F: Fn(&mut S, V) -> I + Clone + Send + 'static,
+    {
+        self.stateful_keyed(name, declared, inputs, move |s: &mut S, _: &K, v: V| {
+            f(s, v)
+        })
+    }
+
+    /// A stateful stage whose function also receives the record's key.
+    pub fn stateful_keyed<K: Key + Data, S: StateValue, V: Data, I, F>(
+        &mut self,
+        name: &str,
+        declared: Option<Parallelism>,
+        inputs: &[KeyedStream<K, V>],
+        f: F,
+    ) -> Result<Stream<I::Item>>
+    where
+        I: IntoIterator + 'static,
+        I::Item: Data,
+        F: Fn(&mut S, &K, V) -> I + Clone + Send + 'static,
     {
         let inputs = inputs.iter().map(|s| s.node).collect();
         let node = self.add(

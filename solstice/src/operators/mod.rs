@@ -12,13 +12,13 @@ use crate::core::task::{BatchSink, Cx};
 use crate::core::{downcast, AnyBox, Data};
 use crate::error::{Error, Result};
 use crate::state::keyed::{Key, KeyedState, StateValue};
-use crate::state::keygroups::{key_group, range_of};
+use crate::state::keygroups::{group_of_hash, hash_key, range_of};
 
 /// A record with its key and key group, as sent from a key_by stage to a stateful stage.
 #[derive(Clone, Debug)]
 pub struct Keyed<K, V> {
-    /// The key group of `key`.
-    pub kg: u32,
+    /// The stable hash of `key`; its key group and its slot in keyed state derive from it.
+    pub hash: u64,
     /// The key computed by the key_by stage.
     pub key: K,
     /// The record.
@@ -79,15 +79,20 @@ impl<T: Data, U: Data, F: Fn(T) -> U + Clone + Send + 'static> ErasedOp for MapN
 struct FlatMapOp<F, U> {
     f: F,
     stage: usize,
+    batch_size: usize,
     out: Vec<U>,
     next: Box<dyn BatchSink<U>>,
 }
 
 impl<T, U: Send, I: IntoIterator<Item = U>, F: Fn(T) -> I + Send> BatchSink<T> for FlatMapOp<F, U> {
     fn push(&mut self, batch: &mut Vec<T>, cx: &mut Cx<'_>) -> Result<()> {
-        cx.stage = self.stage;
         for x in batch.drain(..) {
+            cx.stage = self.stage;
             self.out.extend((self.f)(x));
+            // Keep batches near the batch size however much a record expands.
+            if self.out.len() >= self.batch_size {
+                self.next.push(&mut self.out, cx)?;
+            }
         }
         self.next.push(&mut self.out, cx)
     }
@@ -109,6 +114,7 @@ where
         Ok(boxed::<T>(FlatMapOp {
             f: self.0.clone(),
             stage: ctx.stage,
+            batch_size: ctx.batch_size.max(1),
             out: Vec::new(),
             next,
         }))
@@ -147,7 +153,6 @@ impl<T: Data, F: Fn(&T) -> bool + Clone + Send + 'static> ErasedOp for FilterNod
 struct KeyByOp<F, K, V> {
     f: F,
     stage: usize,
-    key_groups: usize,
     out: Vec<Keyed<K, V>>,
     next: Box<dyn BatchSink<Keyed<K, V>>>,
 }
@@ -157,8 +162,8 @@ impl<K: Key, V: Send, F: Fn(&V) -> K + Send> BatchSink<V> for KeyByOp<F, K, V> {
         cx.stage = self.stage;
         for value in batch.drain(..) {
             let key = (self.f)(&value);
-            let kg = key_group(&key, self.key_groups) as u32;
-            self.out.push(Keyed { kg, key, value });
+            let hash = hash_key(&key);
+            self.out.push(Keyed { hash, key, value });
         }
         self.next.push(&mut self.out, cx)
     }
@@ -174,7 +179,77 @@ impl<K: Key, V: Data, F: Fn(&V) -> K + Clone + Send + 'static> ErasedOp for KeyB
         Ok(boxed::<V>(KeyByOp {
             f: self.0.clone(),
             stage: ctx.stage,
-            key_groups: ctx.key_groups,
+            out: Vec::new(),
+            next,
+        }))
+    }
+}
+
+/// The result of a key_by stage that takes its record by value: the key, and the record to send
+/// on (often the rest of the input).
+#[diagnostic::on_unimplemented(
+    message = "a #[key_by] stage that takes its record by value returns `(Key, Value)`, not `{Self}`"
+)]
+pub trait KeyValue {
+    /// The key.
+    type Key;
+    /// The record sent to the stateful stage.
+    type Value;
+    /// Splits into key and value.
+    fn split(self) -> (Self::Key, Self::Value);
+}
+
+impl<K, V> KeyValue for (K, V) {
+    type Key = K;
+    type Value = V;
+    #[inline]
+    fn split(self) -> (K, V) {
+        self
+    }
+}
+
+struct KeyByOwnedOp<F, K, U> {
+    f: F,
+    stage: usize,
+    out: Vec<Keyed<K, U>>,
+    next: Box<dyn BatchSink<Keyed<K, U>>>,
+}
+
+impl<V, R, F> BatchSink<V> for KeyByOwnedOp<F, R::Key, R::Value>
+where
+    R: KeyValue,
+    R::Key: Key,
+    R::Value: Send,
+    F: Fn(V) -> R + Send,
+{
+    fn push(&mut self, batch: &mut Vec<V>, cx: &mut Cx<'_>) -> Result<()> {
+        cx.stage = self.stage;
+        for record in batch.drain(..) {
+            let (key, value) = (self.f)(record).split();
+            let hash = hash_key(&key);
+            self.out.push(Keyed { hash, key, value });
+        }
+        self.next.push(&mut self.out, cx)
+    }
+    forward_control!();
+}
+
+/// The erased form of a key_by stage that takes its record by value.
+pub(crate) struct KeyByOwnedNode<F, V, R>(pub(crate) F, pub(crate) PhantomData<fn(V) -> R>);
+
+impl<V, R, F> ErasedOp for KeyByOwnedNode<F, V, R>
+where
+    V: Data,
+    R: KeyValue + 'static,
+    R::Key: Key,
+    R::Value: Data,
+    F: Fn(V) -> R + Clone + Send + 'static,
+{
+    fn wrap(&self, ctx: &SubtaskCtx, next: AnyBox) -> Result<AnyBox> {
+        let next = downcast::<Box<dyn BatchSink<Keyed<R::Key, R::Value>>>>(next, &ctx.name)?;
+        Ok(boxed::<V>(KeyByOwnedOp {
+            f: self.0.clone(),
+            stage: ctx.stage,
             out: Vec::new(),
             next,
         }))
@@ -184,6 +259,8 @@ impl<K: Key, V: Data, F: Fn(&V) -> K + Clone + Send + 'static> ErasedOp for KeyB
 struct StatefulOp<F, K, S, U> {
     f: F,
     stage: usize,
+    batch_size: usize,
+    key_groups: usize,
     first_group: usize,
     state: KeyedState<K, S>,
     out: Vec<U>,
@@ -196,20 +273,24 @@ where
     S: StateValue,
     U: Send + 'static,
     I: IntoIterator<Item = U>,
-    F: Fn(&mut S, V) -> I + Send + 'static,
+    F: Fn(&mut S, &K, V) -> I + Send + 'static,
 {
     fn push(&mut self, batch: &mut Vec<Keyed<K, V>>, cx: &mut Cx<'_>) -> Result<()> {
         cx.stage = self.stage;
         for record in batch.drain(..) {
-            let slot = (record.kg as usize).wrapping_sub(self.first_group);
+            let kg = group_of_hash(record.hash, self.key_groups);
+            let slot = kg.wrapping_sub(self.first_group);
             if slot >= self.state.group_count() {
                 return Err(Error::Internal(format!(
-                    "key group {} routed to a subtask that does not own it",
-                    record.kg
+                    "key group {kg} routed to a subtask that does not own it"
                 )));
             }
-            let state = self.state.slot_entry(slot, record.key);
-            self.out.extend((self.f)(state, record.value));
+            let (key, state) = self.state.slot_entry(slot, record.hash, record.key);
+            self.out.extend((self.f)(state, key, record.value));
+            if self.out.len() >= self.batch_size {
+                self.next.push(&mut self.out, cx)?;
+                cx.stage = self.stage;
+            }
         }
         self.next.push(&mut self.out, cx)
     }
@@ -245,7 +326,7 @@ where
     V: Data,
     I: IntoIterator + 'static,
     I::Item: Data,
-    F: Fn(&mut S, V) -> I + Clone + Send + 'static,
+    F: Fn(&mut S, &K, V) -> I + Clone + Send + 'static,
 {
     fn wrap(&self, ctx: &SubtaskCtx, next: AnyBox) -> Result<AnyBox> {
         let next = downcast::<Box<dyn BatchSink<I::Item>>>(next, &ctx.name)?;
@@ -253,6 +334,8 @@ where
         Ok(boxed::<Keyed<K, V>>(StatefulOp {
             f: self.0.clone(),
             stage: ctx.stage,
+            batch_size: ctx.batch_size.max(1),
+            key_groups: ctx.key_groups,
             first_group: groups.start,
             state: KeyedState::for_range(groups),
             out: Vec::new(),

@@ -15,7 +15,7 @@ use crate::core::{downcast, AnyBox, Data};
 use crate::error::{Error, Result};
 use crate::operators::Keyed;
 use crate::runtime::tasks::InputTask;
-use crate::state::keygroups::owner_of;
+use crate::state::keygroups::{group_of_hash, owner_of};
 
 /// What travels on a channel.
 pub(crate) enum Msg<T> {
@@ -35,6 +35,8 @@ struct Shared {
 /// The sending end, one clone per upstream subtask.
 pub(crate) struct ChanTx<T> {
     tx: crossbeam_channel::Sender<Msg<T>>,
+    /// Emptied batch buffers handed back by the reader, reused instead of allocating.
+    free: crossbeam_channel::Receiver<Vec<T>>,
     shared: Arc<Shared>,
 }
 
@@ -42,6 +44,7 @@ impl<T> Clone for ChanTx<T> {
     fn clone(&self) -> Self {
         ChanTx {
             tx: self.tx.clone(),
+            free: self.free.clone(),
             shared: self.shared.clone(),
         }
     }
@@ -50,12 +53,14 @@ impl<T> Clone for ChanTx<T> {
 /// The receiving end, owned by the reading task.
 pub(crate) struct ChanRx<T> {
     rx: crossbeam_channel::Receiver<Msg<T>>,
+    free: crossbeam_channel::Sender<Vec<T>>,
     shared: Arc<Shared>,
 }
 
 /// A channel of `capacity` batches read by task `reader`.
 pub(crate) fn channel<T>(capacity: usize, reader: TaskId) -> (ChanTx<T>, ChanRx<T>) {
     let (tx, rx) = crossbeam_channel::bounded(capacity);
+    let (free_tx, free_rx) = crossbeam_channel::bounded(capacity + 2);
     let shared = Arc::new(Shared {
         reader,
         blocked: Mutex::new(Vec::new()),
@@ -64,13 +69,25 @@ pub(crate) fn channel<T>(capacity: usize, reader: TaskId) -> (ChanTx<T>, ChanRx<
     (
         ChanTx {
             tx,
+            free: free_rx,
             shared: shared.clone(),
         },
-        ChanRx { rx, shared },
+        ChanRx {
+            rx,
+            free: free_tx,
+            shared,
+        },
     )
 }
 
 impl<T: Send> ChanTx<T> {
+    /// An empty buffer for the next batch: a recycled one, or a new one of `capacity`.
+    fn buffer(&self, capacity: usize) -> Vec<T> {
+        self.free
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(capacity))
+    }
+
     /// Sends `msg`, or hands it back when the channel is full (the task is then registered to be
     /// woken when the reader takes a batch).
     fn try_send(&self, msg: Msg<T>, cx: &mut Cx<'_>) -> Result<Option<Msg<T>>> {
@@ -111,6 +128,14 @@ fn poisoned() -> Error {
 }
 
 impl<T: Send> ChanRx<T> {
+    /// Hands an emptied batch buffer back to the senders (dropped when enough are waiting).
+    pub(crate) fn recycle(&self, mut buffer: Vec<T>) {
+        if buffer.capacity() > 0 {
+            buffer.clear();
+            let _ = self.free.try_send(buffer);
+        }
+    }
+
     /// The next message, or `None` when the channel is empty.
     pub(crate) fn try_recv(&self, cx: &mut Cx<'_>) -> Result<Option<Msg<T>>> {
         match self.rx.try_recv() {
@@ -157,13 +182,14 @@ impl<T> Router<T> for ByBatch {
 /// Routes keyed records to the subtask owning their key group.
 pub(crate) struct ByKeyGroup {
     owner: Vec<u32>,
+    key_groups: usize,
 }
 
 impl<K: Send, V: Send> Router<Keyed<K, V>> for ByKeyGroup {
     const BY_BATCH: bool = false;
     #[inline]
     fn route(&self, item: &Keyed<K, V>) -> usize {
-        self.owner[item.kg as usize] as usize
+        self.owner[group_of_hash(item.hash, self.key_groups)] as usize
     }
 }
 
@@ -197,18 +223,20 @@ impl<T: Data, R: Router<T>> ChannelOut<T, R> {
 
 impl<T: Data, R: Router<T>> BatchSink<T> for ChannelOut<T, R> {
     fn push(&mut self, batch: &mut Vec<T>, cx: &mut Cx<'_>) -> Result<()> {
-        if R::BY_BATCH {
+        // With a single destination, routing each record would only copy it.
+        if R::BY_BATCH || self.txs.len() == 1 {
             let dest = self.next;
+            let fresh = |out: &Self| out.txs[dest].buffer(out.batch_size);
             if self.bufs[dest].is_empty() && batch.len() * 2 >= self.batch_size {
                 // A batch of useful size travels as is, without copying records.
-                let full = std::mem::replace(batch, Vec::with_capacity(self.batch_size));
+                let full = std::mem::replace(batch, fresh(self));
                 self.next = (self.next + 1) % self.txs.len();
                 return self.ship(dest, full, cx);
             }
             self.bufs[dest].append(batch);
             if self.bufs[dest].len() >= self.batch_size {
-                let full =
-                    std::mem::replace(&mut self.bufs[dest], Vec::with_capacity(self.batch_size));
+                let fresh = fresh(self);
+                let full = std::mem::replace(&mut self.bufs[dest], fresh);
                 self.next = (self.next + 1) % self.txs.len();
                 self.ship(dest, full, cx)?;
             }
@@ -216,10 +244,10 @@ impl<T: Data, R: Router<T>> BatchSink<T> for ChannelOut<T, R> {
         }
         for item in batch.drain(..) {
             let dest = self.router.route(&item);
-            let buf = &mut self.bufs[dest];
-            buf.push(item);
-            if buf.len() >= self.batch_size {
-                let full = std::mem::replace(buf, Vec::with_capacity(self.batch_size));
+            self.bufs[dest].push(item);
+            if self.bufs[dest].len() >= self.batch_size {
+                let fresh = self.txs[dest].buffer(self.batch_size);
+                let full = std::mem::replace(&mut self.bufs[dest], fresh);
                 self.ship(dest, full, cx)?;
             }
         }
@@ -229,7 +257,8 @@ impl<T: Data, R: Router<T>> BatchSink<T> for ChannelOut<T, R> {
     fn flush_partial(&mut self, cx: &mut Cx<'_>) -> Result<()> {
         for dest in 0..self.bufs.len() {
             if !self.bufs[dest].is_empty() {
-                let part = std::mem::take(&mut self.bufs[dest]);
+                let fresh = self.txs[dest].buffer(self.batch_size);
+                let part = std::mem::replace(&mut self.bufs[dest], fresh);
                 self.ship(dest, part, cx)?;
             }
         }
@@ -383,7 +412,14 @@ impl<K: Data, V: Data> OutputKit for KeyedOutput<K, V> {
         let owner = (0..ctx.key_groups)
             .map(|kg| owner_of(kg, ctx.key_groups, p) as u32)
             .collect();
-        Ok(channel_out(txs, ByKeyGroup { owner }, ctx))
+        Ok(channel_out(
+            txs,
+            ByKeyGroup {
+                owner,
+                key_groups: ctx.key_groups,
+            },
+            ctx,
+        ))
     }
 
     fn fan_out(&self, outs: Vec<AnyBox>) -> Result<AnyBox> {

@@ -19,6 +19,9 @@ const RUNNING: u8 = 2;
 const NOTIFIED: u8 = 3;
 const DONE: u8 = 4;
 
+/// Rounds of looking for work (spinning, then yielding) before a thread parks.
+const SPIN_ROUNDS: u32 = 40;
+
 /// A task and what the executor needs to report about it.
 pub(crate) struct TaskSlot {
     pub task: Mutex<Option<Box<dyn Task>>>,
@@ -145,7 +148,7 @@ impl Pool<'_> {
             if self.cancelled.load(Ordering::Acquire) || self.live.load(Ordering::Acquire) == 0 {
                 return;
             }
-            match self.find(&local) {
+            match self.find(&local).or_else(|| self.spin(&local)) {
                 Some(id) => self.run_one(id, &waker),
                 None => self.sleep(&local),
             }
@@ -174,6 +177,27 @@ impl Pool<'_> {
                 return None;
             }
         }
+    }
+
+    /// Looks for work a little longer before parking: waking a parked thread costs a system
+    /// call per batch when producer and consumer run on different threads.
+    fn spin(&self, local: &Worker<TaskId>) -> Option<TaskId> {
+        for round in 0..SPIN_ROUNDS {
+            if round < 8 {
+                for _ in 0..(1 << round) {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
+            if self.cancelled.load(Ordering::Acquire) || self.live.load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            if let Some(id) = self.find(local) {
+                return Some(id);
+            }
+        }
+        None
     }
 
     fn has_work(&self) -> bool {

@@ -44,6 +44,7 @@ impl<T: Send + 'static> Task for InputTask<T> {
             match self.rx.try_recv(cx)? {
                 Some(Msg::Data(mut batch)) => {
                     self.chain.push(&mut batch, cx)?;
+                    self.rx.recycle(batch);
                     if !self.chain.try_flush(cx)? {
                         return Ok(Step::Wait);
                     }

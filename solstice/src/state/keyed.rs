@@ -1,12 +1,12 @@
 //! Keyed state of a stateful stage, stored per key group so that it can move between subtasks.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 
+use hashbrown::hash_table::{Entry, HashTable};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::keygroups::StableBuildHasher;
+use super::keygroups::hash_key;
 
 /// The bounds a key of a keyed stage must satisfy.
 pub trait Key: Hash + Eq + Clone + Send + Serialize + DeserializeOwned + 'static {}
@@ -16,14 +16,43 @@ impl<K: Hash + Eq + Clone + Send + Serialize + DeserializeOwned + 'static> Key f
 pub trait StateValue: Default + Send + Serialize + DeserializeOwned + 'static {}
 impl<S: Default + Send + Serialize + DeserializeOwned + 'static> StateValue for S {}
 
-/// One map from key to state per key group.
+/// The hash a key-group table files a key under, from the key's stable hash.
+///
+/// Key groups are chosen by the top bits of the stable hash, so every key of one group shares
+/// them; the tables' probe tags come from the top bits too. Rotating gives each table hash bits
+/// that still differ between the keys of a group.
+#[inline]
+fn table_hash(hash: u64) -> u64 {
+    hash.rotate_left(32)
+}
+
+/// One table from key to state per key group.
 ///
 /// A subtask holds the key groups it owns; the state of a whole stage is the union of its
-/// subtasks' key groups. Serialized as a list of `(key group, [(key, state)])` in key-group order,
-/// so that any subset of key groups can be restored into any subtask.
-#[derive(Debug, Clone)]
+/// subtasks' key groups. Serialized as a list of `(key group, [(key, state)])` in key-group
+/// order, so that any subset of key groups can be restored into any subtask.
 pub struct KeyedState<K, S> {
-    groups: Vec<(usize, HashMap<K, S, StableBuildHasher>)>,
+    groups: Vec<(usize, HashTable<(K, S)>)>,
+}
+
+impl<K: std::fmt::Debug, S: std::fmt::Debug> std::fmt::Debug for KeyedState<K, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(
+                self.groups
+                    .iter()
+                    .flat_map(|(_, t)| t.iter().map(|(k, s)| (k, s))),
+            )
+            .finish()
+    }
+}
+
+impl<K: Clone, S: Clone> Clone for KeyedState<K, S> {
+    fn clone(&self) -> Self {
+        KeyedState {
+            groups: self.groups.clone(),
+        }
+    }
 }
 
 impl<K, S> Default for KeyedState<K, S> {
@@ -36,17 +65,25 @@ impl<K: Key, S: StateValue> KeyedState<K, S> {
     /// Empty state for the contiguous key-group range `groups`.
     pub fn for_range(groups: std::ops::Range<usize>) -> Self {
         KeyedState {
-            groups: groups.map(|kg| (kg, HashMap::default())).collect(),
+            groups: groups.map(|kg| (kg, HashTable::new())).collect(),
         }
     }
 
-    /// The state of `key` in key group `kg`, created with `S::default()` on first use.
-    ///
-    /// `slot` is the index of `kg` within this state (`kg - first key group`), which the stateful
-    /// operator computes once per record.
+    /// The state of `key` (whose stable hash is `hash`) in the key group at index `slot` of
+    /// this state, created with `S::default()` on first use.
     #[inline]
-    pub(crate) fn slot_entry(&mut self, slot: usize, key: K) -> &mut S {
-        self.groups[slot].1.entry(key).or_default()
+    pub(crate) fn slot_entry(&mut self, slot: usize, hash: u64, key: K) -> (&K, &mut S) {
+        let table = &mut self.groups[slot].1;
+        let entry = table.entry(
+            table_hash(hash),
+            |(k, _)| *k == key,
+            |(k, _)| table_hash(hash_key(k)),
+        );
+        let (k, s) = match entry {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => v.insert((key, S::default())).into_mut(),
+        };
+        (&*k, s)
     }
 
     /// Number of key groups held.
@@ -56,12 +93,15 @@ impl<K: Key, S: StateValue> KeyedState<K, S> {
 
     /// The state of `key`, if any.
     pub fn get(&self, key: &K) -> Option<&S> {
-        self.groups.iter().find_map(|(_, m)| m.get(key))
+        let h = table_hash(hash_key(key));
+        self.groups
+            .iter()
+            .find_map(|(_, t)| t.find(h, |(k, _)| k == key).map(|(_, s)| s))
     }
 
     /// Number of keys with state.
     pub fn len(&self) -> usize {
-        self.groups.iter().map(|(_, m)| m.len()).sum()
+        self.groups.iter().map(|(_, t)| t.len()).sum()
     }
 
     /// True when no key has state.
@@ -76,7 +116,9 @@ impl<K: Key, S: StateValue> KeyedState<K, S> {
 
     /// All `(key, state)` pairs, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &S)> {
-        self.groups.iter().flat_map(|(_, m)| m.iter())
+        self.groups
+            .iter()
+            .flat_map(|(_, t)| t.iter().map(|(k, s)| (k, s)))
     }
 
     /// Moves all key groups of `other` into `self`, keeping key groups sorted.
@@ -100,7 +142,7 @@ impl<K: Key, S: Serialize> Serialize for KeyedState<K, S> {
         let groups: Vec<(usize, Vec<(&K, &S)>)> = self
             .groups
             .iter()
-            .map(|(kg, m)| (*kg, m.iter().collect()))
+            .map(|(kg, t)| (*kg, t.iter().map(|(k, s)| (k, s)).collect()))
             .collect();
         groups.serialize(serializer)
     }
@@ -109,9 +151,16 @@ impl<K: Key, S: Serialize> Serialize for KeyedState<K, S> {
 impl<'de, K: Key, S: StateValue> Deserialize<'de> for KeyedState<K, S> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let groups: Vec<(usize, Vec<(K, S)>)> = Vec::deserialize(deserializer)?;
-        let mut groups: Vec<(usize, HashMap<K, S, StableBuildHasher>)> = groups
+        let mut groups: Vec<(usize, HashTable<(K, S)>)> = groups
             .into_iter()
-            .map(|(kg, entries)| (kg, entries.into_iter().collect()))
+            .map(|(kg, entries)| {
+                let mut table = HashTable::with_capacity(entries.len());
+                for (k, s) in entries {
+                    let h = table_hash(hash_key(&k));
+                    table.insert_unique(h, (k, s), |(k, _)| table_hash(hash_key(k)));
+                }
+                (kg, table)
+            })
             .collect();
         groups.sort_by_key(|(kg, _)| *kg);
         Ok(KeyedState { groups })

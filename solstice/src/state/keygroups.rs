@@ -100,8 +100,15 @@ pub fn hash_key<K: Hash + ?Sized>(key: &K) -> u64 {
 /// The key group of a key, in `0..max_key_groups`.
 #[inline]
 pub fn key_group<K: Hash + ?Sized>(key: &K, max_key_groups: usize) -> usize {
-    // Multiply-shift maps the hash uniformly onto the range without a division.
-    ((u128::from(hash_key(key)) * max_key_groups as u128) >> 64) as usize
+    group_of_hash(hash_key(key), max_key_groups)
+}
+
+/// The key group of a key whose stable hash is `hash`.
+#[inline]
+pub fn group_of_hash(hash: u64, max_key_groups: usize) -> usize {
+    // Multiply-shift maps the hash uniformly onto the range without a division. It uses the
+    // high bits of the hash; maps inside a key group use the low bits (see `state::keyed`).
+    ((u128::from(hash) * max_key_groups as u128) >> 64) as usize
 }
 
 /// The subtask of a stage with `parallelism` subtasks that owns key group `kg`.
