@@ -116,6 +116,102 @@ pub enum Error {
     #[error("codec error: {0}")]
     Codec(String),
 
+    /// A state backend (object store) operation failed: unreachable, denied, misconfigured.
+    #[error("state backend {}: {message}", location(url, path))]
+    Backend {
+        /// The backend's URL (`file:///…`, `s3://bucket/prefix`, …).
+        url: String,
+        /// The object (relative to the backend's root) the operation was about; may be empty.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A create-only write found the object already there (e.g. a checkpoint committed twice).
+    #[error("{} already exists", location(url, path))]
+    AlreadyExists {
+        /// The backend's URL.
+        url: String,
+        /// The object, relative to the backend's root.
+        path: String,
+    },
+
+    /// An object that was read does not exist.
+    #[error("{} does not exist", location(url, path))]
+    NotFound {
+        /// The backend's URL.
+        url: String,
+        /// The object, relative to the backend's root.
+        path: String,
+    },
+
+    /// An object is larger than the caller allows to read into memory.
+    #[error(
+        "{} is {size} bytes, more than the read limit of {limit} bytes",
+        location(url, path)
+    )]
+    TooLarge {
+        /// The backend's URL.
+        url: String,
+        /// The object, relative to the backend's root.
+        path: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit the read was given.
+        limit: u64,
+    },
+
+    /// A checkpoint that was asked for has no manifest: it never completed, or was pruned.
+    #[error(
+        "checkpoint {checkpoint} of job `{job}` does not exist in {url} \
+         (it has no manifest: never completed, or pruned)"
+    )]
+    CheckpointNotFound {
+        /// The job id.
+        job: String,
+        /// The checkpoint, as `chk-00000012`.
+        checkpoint: String,
+        /// The backend's URL.
+        url: String,
+    },
+
+    /// A checkpoint file is truncated, corrupt, or not a Solstice file.
+    #[error("checkpoint file {path} is corrupt: {reason}")]
+    CorruptCheckpoint {
+        /// The file's full location (backend URL and path).
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A job has complete checkpoints, but every one of them is corrupt: restoring from none of
+    /// them (starting afresh) would repeat output, so this is an error.
+    #[error(
+        "job `{job}` has {count} complete checkpoint(s) in {url}, but none can be restored: \
+         {reasons}"
+    )]
+    NoValidCheckpoint {
+        /// The job id.
+        job: String,
+        /// The backend's URL.
+        url: String,
+        /// How many complete checkpoints were tried.
+        count: usize,
+        /// Why each was rejected, newest first.
+        reasons: String,
+    },
+
+    /// A name that becomes part of a checkpoint path (job id, stage, part) is not usable there.
+    #[error("invalid {what} `{name}` for a checkpoint path: {reason}")]
+    InvalidName {
+        /// What the name names: "job id", "stage name", "part name".
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// What is allowed.
+        reason: String,
+    },
+
     /// A runtime invariant was broken (a bug in Solstice, reported rather than panicking).
     #[error("internal error: {0}")]
     Internal(String),
@@ -151,5 +247,14 @@ impl Error {
             file: file.into(),
             message: message.into(),
         }
+    }
+}
+
+/// `url/path` for messages, without doubling the slash between them.
+pub(crate) fn location(url: &str, path: &str) -> String {
+    if path.is_empty() || url.ends_with('/') {
+        format!("{url}{path}")
+    } else {
+        format!("{url}/{path}")
     }
 }
