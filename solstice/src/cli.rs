@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <workflow> --config FILE [--job-id ID] [--set KEY=VALUE]... [--explain]
+//!            [--restore latest|ID] [--list-checkpoints]
 //! solstice list
 //! solstice run --workflow NAME --config FILE [--job-id ID] [--set KEY=VALUE]... [--explain]
 //! ```
@@ -30,6 +31,12 @@ pub struct RunArgs {
     /// Prints the physical plan and exits without running.
     #[arg(long)]
     pub explain: bool,
+    /// Restores the state from a checkpoint: `latest` or a checkpoint id (`12`, `chk-00000012`).
+    #[arg(long, value_name = "latest|ID")]
+    pub restore: Option<String>,
+    /// Lists the complete checkpoints of the job and exits.
+    #[arg(long)]
+    pub list_checkpoints: bool,
 }
 
 #[derive(Parser, Debug)]
@@ -124,10 +131,25 @@ pub fn run_with(
     if let Some(id) = &args.job_id {
         config.job.id = Some(id.clone());
     }
-    let job = Job::build(name, config, build)?;
+    let mut job = Job::build(name, config, build)?;
     if args.explain {
         print!("{}", job.explain());
         return Ok(());
+    }
+    if args.list_checkpoints {
+        let store = job.checkpoint_store()?.ok_or_else(|| {
+            crate::Error::config(
+                args.config.display().to_string(),
+                "--list-checkpoints needs `job.checkpoint` in the config",
+            )
+        })?;
+        for id in store.list(job.id())? {
+            println!("{id}");
+        }
+        return Ok(());
+    }
+    if let Some(restore) = &args.restore {
+        job.restore_from(restore.parse()?);
     }
     let id = job.id().to_string();
     let result = job.run()?;
@@ -136,6 +158,9 @@ pub fn run_with(
         result.duration.as_secs_f64(),
         result.tasks
     );
+    if let Some(n) = result.last_checkpoint {
+        eprintln!("last complete checkpoint: chk-{n:08}");
+    }
     for (name, n) in &result.counters {
         if let Some(stage) = name.strip_suffix(".skipped").filter(|_| *n > 0) {
             eprintln!("source `{stage}`: {n} bad record(s) skipped into its dead-letter file");

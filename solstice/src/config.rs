@@ -68,6 +68,51 @@ pub struct JobSection {
     pub batch_size: usize,
     /// Batches a channel holds before its senders wait (backpressure).
     pub channel_capacity: usize,
+    /// Checkpointing; absent: no checkpoints.
+    pub checkpoint: Option<CheckpointSection>,
+}
+
+/// `job.checkpoint:` settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSection {
+    /// Where checkpoints go: `file:///abs/dir`, `memory://`, `s3://bucket/prefix`, `gs://…`,
+    /// `az://…` (default: `file://<working directory>/checkpoints`).
+    pub backend: Option<String>,
+    /// Take a checkpoint every this many seconds.
+    pub interval_secs: Option<f64>,
+    /// Take a checkpoint every this many records read by the sources.
+    pub interval_records: Option<u64>,
+    /// Complete checkpoints to keep (default 3).
+    pub retain: usize,
+    /// Backend options, e.g. `endpoint`, `region`, `access_key_id`, `secret_access_key`,
+    /// `allow_http` for S3 (the standard environment variables are read too).
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for CheckpointSection {
+    fn default() -> Self {
+        CheckpointSection {
+            backend: None,
+            interval_secs: None,
+            interval_records: None,
+            retain: 3,
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+impl CheckpointSection {
+    /// The backend URL, with the default applied.
+    pub fn backend_url(&self) -> String {
+        match &self.backend {
+            Some(url) => url.clone(),
+            None => {
+                let dir = std::env::current_dir().unwrap_or_else(|_| std::env::temp_dir());
+                format!("file://{}", dir.join("checkpoints").display())
+            }
+        }
+    }
 }
 
 impl Default for JobSection {
@@ -78,6 +123,7 @@ impl Default for JobSection {
             key_groups: DEFAULT_KEY_GROUPS,
             batch_size: 1024,
             channel_capacity: 16,
+            checkpoint: None,
         }
     }
 }
@@ -339,6 +385,17 @@ impl Config {
         }
         if self.job.channel_capacity == 0 {
             return err("job.channel_capacity: must be at least 1".into());
+        }
+        if let Some(c) = &self.job.checkpoint {
+            if c.retain == 0 {
+                return err("job.checkpoint.retain: must be at least 1".into());
+            }
+            if c.interval_secs.is_some_and(|s| !(s > 0.0 && s.is_finite())) {
+                return err("job.checkpoint.interval_secs: must be a positive number".into());
+            }
+            if c.interval_records == Some(0) {
+                return err("job.checkpoint.interval_records: must be at least 1".into());
+            }
         }
         if self.runtime.threads == Some(0) {
             return err("runtime.threads: must be at least 1".into());

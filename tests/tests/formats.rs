@@ -46,10 +46,10 @@ fn orders(n: u64) -> Vec<Order> {
             user: format!(
                 "user \"{}\", the {}",
                 i % 7,
-                if i % 2 == 0 { "even" } else { "odd" }
+                if i.is_multiple_of(2) { "even" } else { "odd" }
             ),
             amount: i as f64 * 0.5,
-            note: (i % 3 == 0).then(|| format!("line one\nline two {i}")),
+            note: (i.is_multiple_of(3)).then(|| format!("line one\nline two {i}")),
         })
         .collect()
 }

@@ -30,7 +30,7 @@ pub mod long {
 
     #[filter(1)]
     pub fn d(x: &u64) -> bool {
-        x % 2 == 0
+        x.is_multiple_of(2)
     }
 
     #[map(2)]
@@ -79,7 +79,7 @@ fn ten_stages_one_million_records_bounded_buffers() {
     });
     // Each channel holds at most `capacity` batches; each sending task may additionally hold
     // the batches produced from one input batch (at most one per destination here).
-    let bound = result.channels * result.channel_capacity + 2 * result.tasks * 2;
+    let bound = result.buffer_capacity + 2 * result.tasks * 2;
     assert!(result.peak_batches_in_flight > 0);
     assert!(
         result.peak_batches_in_flight <= bound,
@@ -89,7 +89,7 @@ fn ten_stages_one_million_records_bounded_buffers() {
     let out: Vec<u64> = read_parts(&dir.path().join("out"));
     let reference: Vec<u64> = (0..1_000_000u64)
         .map(|x| (x + 1) * 3 - 1)
-        .filter(|x| x % 2 == 0)
+        .filter(|x| x.is_multiple_of(2))
         .map(|x| x / 2)
         .collect();
     assert_eq!(out.len(), reference.len());

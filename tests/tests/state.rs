@@ -32,7 +32,7 @@ pub mod stats {
 
     #[key_by]
     pub fn by_parity(x: &u64) -> bool {
-        x % 2 == 0
+        x.is_multiple_of(2)
     }
 
     #[stateful]

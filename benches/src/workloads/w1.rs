@@ -1,4 +1,4 @@
-//! W1, stateless: the numbers `0..n` → `x * 2 + 1` → keep `x % 3 != 0` → wrapping sum.
+//! W1, stateless: the numbers `0..n` → `x * 2 + 1` → keep `!x.is_multiple_of(3)` → wrapping sum.
 
 use std::time::Instant;
 
@@ -27,7 +27,7 @@ pub mod stateless {
     /// Drops multiples of 3.
     #[filter]
     pub fn not_multiple_of_3(x: &u64) -> bool {
-        x % 3 != 0
+        !x.is_multiple_of(3)
     }
 
     /// Sums what is left.
@@ -58,7 +58,7 @@ pub fn solstice(ctx: &RunCtx) -> crate::Result<Outcome> {
 fn sum_range(range: std::ops::Range<u64>) -> u64 {
     range
         .map(|x| x.wrapping_mul(2).wrapping_add(1))
-        .filter(|x| x % 3 != 0)
+        .filter(|x| !x.is_multiple_of(3))
         .fold(0u64, u64::wrapping_add)
 }
 

@@ -3,8 +3,8 @@
 
 use std::ops::Range;
 
-use crate::core::connector::{Source, SourceReader};
-use crate::error::Result;
+use crate::core::connector::{Positions, Source, SourceReader, FINISHED};
+use crate::error::{Error, Result};
 
 /// Emits every `u64` of a range once.
 #[derive(Clone, Debug)]
@@ -23,10 +23,31 @@ impl Source for RangeSource {
     type Item = u64;
     type Reader = RangeReader;
 
+    fn open_at(
+        &self,
+        subtask: usize,
+        parallelism: usize,
+        positions: &Positions,
+    ) -> Result<RangeReader> {
+        let mut reader = self.open(subtask, parallelism)?;
+        if !positions.is_empty() {
+            let key = format!("range@{}", reader.start);
+            let at = positions.get(&key).copied().ok_or_else(|| {
+                Error::Plan(format!(
+                    "range source: the checkpoint has no position for {key} (was it taken with \
+                     another range or parallelism?)"
+                ))
+            })?;
+            reader.next = at.min(reader.end);
+        }
+        Ok(reader)
+    }
+
     fn open(&self, subtask: usize, parallelism: usize) -> Result<RangeReader> {
         let len = u128::from(self.range.end.saturating_sub(self.range.start));
         let at = |i: usize| self.range.start + (len * i as u128 / parallelism as u128) as u64;
         Ok(RangeReader {
+            start: at(subtask),
             next: at(subtask),
             end: at(subtask + 1),
         })
@@ -36,6 +57,7 @@ impl Source for RangeSource {
 /// Reads one subtask's chunk of a [`RangeSource`].
 #[derive(Debug)]
 pub struct RangeReader {
+    start: u64,
     next: u64,
     end: u64,
 }
@@ -46,6 +68,15 @@ impl SourceReader<u64> for RangeReader {
         out.extend(self.next..stop);
         self.next = stop;
         Ok(self.next < self.end)
+    }
+
+    fn position(&self) -> Result<Positions> {
+        let at = if self.next >= self.end {
+            FINISHED
+        } else {
+            self.next
+        };
+        Ok(Positions::from([(format!("range@{}", self.start), at)]))
     }
 }
 

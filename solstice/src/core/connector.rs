@@ -20,12 +20,41 @@ pub trait Source: Send + 'static {
     /// Opens the reader of `subtask` out of `parallelism`. Subtasks read disjoint parts of the
     /// input whose union is the whole input.
     fn open(&self, subtask: usize, parallelism: usize) -> Result<Self::Reader>;
+
+    /// Opens the reader of `subtask` resuming at `positions`: the merged positions of every
+    /// reader of the checkpoint being restored, whatever parallelism it was taken with.
+    fn open_at(
+        &self,
+        subtask: usize,
+        parallelism: usize,
+        positions: &Positions,
+    ) -> Result<Self::Reader> {
+        if positions.is_empty() {
+            self.open(subtask, parallelism)
+        } else {
+            Err(crate::error::Error::Plan(
+                "this source cannot resume from a checkpoint".into(),
+            ))
+        }
+    }
 }
+
+/// Progress of a source through its splits: split name → position (format-specific: a byte
+/// offset, a row count, the next value), [`FINISHED`] for a split read to the end. Splits absent
+/// from the map have not been started.
+pub type Positions = std::collections::BTreeMap<String, u64>;
+
+/// The position of a split that has been read completely.
+pub const FINISHED: u64 = u64::MAX;
 
 /// Reads the part of a source assigned to one subtask.
 pub trait SourceReader<T>: Send + 'static {
     /// Appends at most `max` records to `out`. Returns `false` once the input is exhausted.
     fn read_batch(&mut self, out: &mut Vec<T>, max: usize) -> Result<bool>;
+
+    /// How far this reader got through its splits: what a checkpoint records, so that a
+    /// restored job resumes right after the last record before the barrier.
+    fn position(&self) -> Result<Positions>;
 }
 
 /// A destination of records, written by `parallelism` subtasks.

@@ -29,6 +29,10 @@ pub(crate) struct SubtaskCtx {
     pub parallelism: usize,
     pub key_groups: usize,
     pub batch_size: usize,
+    /// The checkpoint this run restores from, if any.
+    pub restore: Option<std::sync::Arc<crate::state::checkpoint::OpenCheckpoint>>,
+    /// Source stages: where the restored checkpoint left the splits (empty: from the start).
+    pub positions: std::sync::Arc<crate::core::connector::Positions>,
 }
 
 /// A source stage: builds the task of one subtask, pushing into `chain`
@@ -50,17 +54,17 @@ pub(crate) trait ErasedSink: Send {
 
 /// Typed by a stage's input type: makes its input channels and the task that reads them.
 pub(crate) trait InputKit: Send {
-    /// A channel of `capacity` batches read by task `reader`: `senders` clones of the sending
-    /// end, and the receiving end.
-    fn channel(&self, capacity: usize, reader: TaskId, senders: usize) -> (Vec<AnyBox>, AnyBox);
-    /// The task that reads `receiver` (fed by `senders` upstream subtasks) into `chain`.
-    fn task(&self, receiver: AnyBox, senders: usize, chain: AnyBox) -> Result<Box<dyn Task>>;
+    /// A channel of `capacity` batches from one sending subtask to task `reader`:
+    /// `(sender, receiver)`.
+    fn channel(&self, capacity: usize, reader: TaskId) -> (AnyBox, AnyBox);
+    /// The task that reads `receivers` (one per sending subtask) into `chain`.
+    fn task(&self, receivers: Vec<AnyBox>, chain: AnyBox) -> Result<Box<dyn Task>>;
 }
 
 /// Typed by a stage's output type: makes the tail of a chain that writes to channels.
 pub(crate) trait OutputKit: Send {
-    /// A `Box<dyn BatchSink<Out>>` sending to `senders`: the one channel of the matching
-    /// subtask for a forward edge, else one per downstream subtask.
+    /// A `Box<dyn BatchSink<Out>>` sending to `senders`: the channel to the matching subtask
+    /// for a forward edge, else one channel per downstream subtask.
     fn channel_out(
         &self,
         senders: Vec<AnyBox>,

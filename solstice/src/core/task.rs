@@ -27,6 +27,30 @@ pub(crate) trait Wake {
     fn wake(&self, task: TaskId);
 }
 
+/// Where tasks report checkpoint work; implemented by the checkpoint coordinator.
+pub(crate) trait Checkpoints: Sync {
+    /// The newest checkpoint the coordinator asked sources to start (0: none yet).
+    fn requested(&self) -> u64;
+    /// A source read `n` more records (drives `interval_records`).
+    fn records_read(&self, n: u64);
+    /// Stores one part of checkpoint `id`: stage (graph node) `stage`, part name `part`.
+    fn part(&self, id: u64, stage: usize, part: String, bytes: Vec<u8>);
+    /// Task `task` has taken its snapshot for checkpoint `id` and forwarded the barrier.
+    fn ack(&self, id: u64, task: TaskId);
+}
+
+/// The coordinator of a job without checkpoints: nothing is ever requested.
+pub(crate) struct NoCheckpoints;
+
+impl Checkpoints for NoCheckpoints {
+    fn requested(&self) -> u64 {
+        0
+    }
+    fn records_read(&self, _: u64) {}
+    fn part(&self, _: u64, _: usize, _: String, _: Vec<u8>) {}
+    fn ack(&self, _: u64, _: TaskId) {}
+}
+
 /// Counters shared by all tasks of a job, updated per batch (never per record).
 #[derive(Debug, Default)]
 pub(crate) struct JobCounters {
@@ -57,6 +81,8 @@ pub struct Cx<'a> {
     pub(crate) counters: &'a JobCounters,
     /// Final keyed states handed over by stateful subtasks at end of stream.
     pub(crate) final_states: &'a Mutex<Vec<(usize, Box<dyn Any + Send>)>>,
+    /// The checkpoint coordinator.
+    pub(crate) checkpoints: &'a dyn Checkpoints,
 }
 
 impl Cx<'_> {
@@ -79,6 +105,9 @@ pub(crate) trait BatchSink<T>: Send {
     fn try_flush(&mut self, cx: &mut Cx<'_>) -> Result<bool>;
     /// End of stream: flush state, finish files, send end markers.
     fn end(&mut self, cx: &mut Cx<'_>) -> Result<()>;
+    /// Checkpoint barrier `id`: snapshot state (through `cx.checkpoints`), then pass the barrier
+    /// on, after every record that came before it.
+    fn checkpoint(&mut self, id: u64, cx: &mut Cx<'_>) -> Result<()>;
 }
 
 /// A schedulable unit: one subtask of a chain.

@@ -3,19 +3,24 @@
 pub mod builder;
 
 use std::any::Any;
-use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::core::graph::{Graph, NodeImpl, SubtaskCtx};
+use crate::core::connector::Positions;
+use crate::core::graph::{Graph, NodeImpl, Partitioning, SubtaskCtx};
 use crate::core::plan::PhysicalPlan;
-use crate::core::task::JobCounters;
+use crate::core::task::{Checkpoints, JobCounters, NoCheckpoints};
 use crate::core::{AnyBox, StageKind};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::runtime::coordinator::{Coordinator, Schedule};
 use crate::runtime::executor::{self, TaskSlot};
+use crate::state::checkpoint::{CheckpointStore, OpenCheckpoint};
 use crate::state::keyed::{Key, KeyedState, StateValue};
+use crate::state::manifest::CheckpointId;
 
 pub use builder::{JobBuilder, KeyedStream, Stream};
 
@@ -27,6 +32,33 @@ pub struct Job {
     plan: PhysicalPlan,
     config: Config,
     metrics: Metrics,
+    restore: Option<Restore>,
+}
+
+/// Which checkpoint a job restores from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restore {
+    /// The newest complete checkpoint that can be opened (none: start from the beginning).
+    Latest,
+    /// Checkpoint `n` (`chk-0000000n`).
+    Id(u64),
+}
+
+impl std::str::FromStr for Restore {
+    type Err = Error;
+    /// `latest`, `12` or `chk-00000012`.
+    fn from_str(s: &str) -> Result<Restore> {
+        if s == "latest" {
+            return Ok(Restore::Latest);
+        }
+        let digits = s.strip_prefix("chk-").unwrap_or(s);
+        digits.parse().map(Restore::Id).map_err(|_| {
+            Error::config(
+                "--restore",
+                format!("`{s}` is not `latest` or a checkpoint id"),
+            )
+        })
+    }
 }
 
 impl std::fmt::Debug for Job {
@@ -64,6 +96,7 @@ impl Job {
             plan,
             config,
             metrics,
+            restore: None,
         })
     }
 
@@ -83,6 +116,82 @@ impl Job {
             .explain(&self.graph, &self.id, self.config.threads())
     }
 
+    /// Restores the job's state from a checkpoint when it runs: the latest complete one (falling
+    /// back to older ones when it is corrupt) or a given one. Needs `job.checkpoint`.
+    pub fn restore_from(&mut self, restore: Restore) {
+        self.restore = Some(restore);
+    }
+
+    /// The job's checkpoint store, when `job.checkpoint` is configured.
+    pub fn checkpoint_store(&self) -> Result<Option<CheckpointStore>> {
+        match &self.config.job.checkpoint {
+            None => Ok(None),
+            Some(c) => Ok(Some(CheckpointStore::from_url(
+                &c.backend_url(),
+                &c.options,
+            )?)),
+        }
+    }
+
+    /// Opens the checkpoint to restore, logging the newer ones that could not be opened.
+    fn open_restore(&self, store: Option<&CheckpointStore>) -> Result<Option<OpenCheckpoint>> {
+        let Some(restore) = self.restore else {
+            return Ok(None);
+        };
+        let store = store.ok_or_else(|| {
+            Error::config(
+                &self.config.origin,
+                "--restore needs `job.checkpoint` in the config",
+            )
+        })?;
+        match restore {
+            Restore::Id(n) => Ok(Some(store.open(&self.id, CheckpointId(n))?)),
+            Restore::Latest => match store.open_latest_valid(&self.id)? {
+                None => {
+                    tracing::info!(job = %self.id, "no checkpoint to restore: starting from the beginning");
+                    Ok(None)
+                }
+                Some(point) => {
+                    for skipped in &point.skipped {
+                        tracing::warn!(job = %self.id, "{skipped}; trying an older checkpoint");
+                    }
+                    Ok(Some(point.checkpoint))
+                }
+            },
+        }
+    }
+
+    /// The highest checkpoint id any run of this job has used (complete or not).
+    fn highest_checkpoint_id(&self, store: &CheckpointStore) -> Result<u64> {
+        let listing = store.backend().list_dir(&self.id)?;
+        Ok(listing
+            .dirs
+            .iter()
+            .filter_map(|d| CheckpointId::from_dir_name(d))
+            .map(|id| id.0)
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// The merged source positions of each source stage in `checkpoint`.
+    fn positions(&self, checkpoint: &OpenCheckpoint) -> Result<HashMap<usize, Arc<Positions>>> {
+        let mut out = HashMap::new();
+        for (id, node) in self.graph.nodes.iter().enumerate() {
+            if node.kind != StageKind::Source {
+                continue;
+            }
+            let mut merged = Positions::new();
+            if let Some(stage) = checkpoint.manifest().stages.get(&node.name) {
+                for part in &stage.parts {
+                    let p: Positions = checkpoint.decode_part(&node.name, &part.name)?;
+                    merged.extend(p);
+                }
+            }
+            out.insert(id, Arc::new(merged));
+        }
+        Ok(out)
+    }
+
     /// Runs the job to completion on `runtime.threads` threads.
     pub fn run(self) -> Result<JobResult> {
         let started = Instant::now();
@@ -93,11 +202,70 @@ impl Job {
                 source.start()?;
             }
         }
-        let (slots, channels) = self.instantiate()?;
+        let store = self.checkpoint_store()?;
+        let restored = self.open_restore(store.as_ref())?;
+        let positions = match &restored {
+            Some(c) => {
+                tracing::info!(job = %self.id, checkpoint = %c.id(), "restoring");
+                self.positions(c)?
+            }
+            None => HashMap::new(),
+        };
+        let restored_id = restored.as_ref().map_or(0, |c| c.id().0);
+        let restored = restored.map(Arc::new);
+        let (slots, channels, buffer_capacity) = self.instantiate(restored, &positions)?;
         let names: Vec<String> = self.graph.nodes.iter().map(|n| n.name.clone()).collect();
         let counters = JobCounters::default();
         let finals: Mutex<Vec<(usize, Box<dyn Any + Send>)>> = Mutex::new(Vec::new());
-        executor::run(&slots, &names, threads, &counters, &finals)?;
+        let tasks = slots.len();
+        let live = AtomicUsize::new(tasks);
+        let stop = AtomicBool::new(false);
+        let coordinator = match (store, &self.config.job.checkpoint) {
+            (Some(store), Some(c)) => {
+                // The highest checkpoint id any run used, complete or not.
+                let last_used = self.highest_checkpoint_id(&store)?;
+                Some(Coordinator::new(
+                    store,
+                    self.id.clone(),
+                    self.plan.key_groups,
+                    names.clone(),
+                    self.graph
+                        .nodes
+                        .iter()
+                        .map(|n| n.parallelism.initial())
+                        .collect(),
+                    Schedule {
+                        interval: c.interval_secs.map(Duration::from_secs_f64),
+                        interval_records: c.interval_records,
+                        retain: c.retain,
+                    },
+                    restored_id,
+                    last_used,
+                ))
+            }
+            _ => None,
+        };
+        let checkpoints: &dyn Checkpoints = match &coordinator {
+            Some(c) => c,
+            None => &NoCheckpoints,
+        };
+        std::thread::scope(|scope| {
+            if let Some(c) = &coordinator {
+                let (live, stop) = (&live, &stop);
+                scope.spawn(move || c.run(tasks, live, stop));
+            }
+            let outcome = executor::run(
+                &slots,
+                &names,
+                threads,
+                &counters,
+                &finals,
+                checkpoints,
+                &live,
+            );
+            stop.store(true, Ordering::Release);
+            outcome
+        })?;
         drop(slots);
         let finals = finals
             .into_inner()
@@ -107,10 +275,14 @@ impl Job {
         Ok(JobResult {
             duration,
             channels,
-            channel_capacity: self.config.job.channel_capacity,
+            buffer_capacity,
             peak_batches_in_flight: counters.peak_in_flight.load(Ordering::Relaxed),
             tasks: self.plan.task_count(),
             counters: self.metrics.snapshot(),
+            last_checkpoint: coordinator
+                .as_ref()
+                .map(|c| c.completed())
+                .filter(|&n| n > 0),
             final_states: finals
                 .into_iter()
                 .map(|(n, s)| (names[n].clone(), s))
@@ -118,8 +290,13 @@ impl Job {
         })
     }
 
-    /// Creates every task and channel of the plan. Returns the tasks and the channel count.
-    fn instantiate(&self) -> Result<(Vec<TaskSlot>, usize)> {
+    /// Creates every task and channel of the plan. Returns the tasks, the channel count and the
+    /// batches all channels can hold together.
+    fn instantiate(
+        &self,
+        restore: Option<Arc<OpenCheckpoint>>,
+        positions: &HashMap<usize, Arc<Positions>>,
+    ) -> Result<(Vec<TaskSlot>, usize, usize)> {
         let chains = &self.plan.chains;
         let mut base = Vec::with_capacity(chains.len());
         let mut next = 0;
@@ -134,41 +311,55 @@ impl Job {
             parallelism,
             key_groups: self.plan.key_groups,
             batch_size: self.config.job.batch_size,
+            restore: restore.clone(),
+            positions: positions.get(&node).cloned().unwrap_or_default(),
         };
-        // Channels into each chain's subtasks: sender clones (a stack per channel) and receivers.
-        let mut txs: Vec<Vec<Vec<AnyBox>>> = Vec::with_capacity(chains.len());
-        let mut rxs: Vec<Vec<AnyBox>> = Vec::with_capacity(chains.len());
-        let mut senders_of: Vec<usize> = Vec::with_capacity(chains.len());
+        // One channel per (sending subtask, receiving subtask) pair, so that a receiver can stop
+        // reading one sender (barrier alignment) while the others go on. A receiver's channels
+        // share its capacity: memory stays bounded by `channel_capacity` batches per receiver.
+        let mut senders: HashMap<(usize, usize, usize, usize), AnyBox> = HashMap::new();
+        let mut rxs: Vec<Vec<Vec<AnyBox>>> = Vec::with_capacity(chains.len());
         let mut channels = 0;
-        for (c, chain) in chains.iter().enumerate() {
+        let mut capacity_total = 0;
+        for (d, chain) in chains.iter().enumerate() {
             let head = &self.graph.nodes[chain.nodes[0]];
-            let senders: usize = chain
-                .inputs
-                .iter()
-                .map(|&u| {
-                    let forward = chains[u].outputs.iter().any(|&(d, how)| {
-                        d == c && how == crate::core::graph::Partitioning::Forward
-                    });
+            let mut per_subtask = Vec::with_capacity(chain.parallelism);
+            for j in 0..chain.parallelism {
+                let mut pairs = Vec::new();
+                for &u in &chain.inputs {
+                    let forward = chains[u]
+                        .outputs
+                        .iter()
+                        .any(|&(t, how)| t == d && how == Partitioning::Forward);
                     if forward {
-                        1
+                        pairs.push((u, j));
                     } else {
-                        chains[u].parallelism
+                        pairs.extend((0..chains[u].parallelism).map(|i| (u, i)));
                     }
-                })
-                .sum();
-            senders_of.push(senders);
-            let (mut t, mut r) = (Vec::new(), Vec::new());
-            if let Some(kit) = head.input_kit.as_ref().filter(|_| !chain.inputs.is_empty()) {
-                for i in 0..chain.parallelism {
-                    let (tx, rx) =
-                        kit.channel(self.config.job.channel_capacity, base[c] + i, senders);
-                    t.push(tx);
-                    r.push(rx);
-                    channels += 1;
                 }
+                let mut receivers = Vec::with_capacity(pairs.len());
+                if !pairs.is_empty() {
+                    let kit = head
+                        .input_kit
+                        .as_ref()
+                        .ok_or_else(|| Error::Internal("no input kit".into()))?;
+                    let capacity = self
+                        .config
+                        .job
+                        .channel_capacity
+                        .div_ceil(pairs.len())
+                        .max(2);
+                    for (u, i) in pairs {
+                        let (tx, rx) = kit.channel(capacity, base[d] + j);
+                        senders.insert((u, i, d, j), tx);
+                        receivers.push(rx);
+                        channels += 1;
+                        capacity_total += capacity;
+                    }
+                }
+                per_subtask.push(receivers);
             }
-            txs.push(t);
-            rxs.push(r);
+            rxs.push(per_subtask);
         }
         let mut slots = Vec::with_capacity(next);
         for (c, chain) in chains.iter().enumerate() {
@@ -189,19 +380,18 @@ impl Job {
                     })?;
                     let mut outs = Vec::new();
                     for &(d, how) in &chain.outputs {
-                        let targets: Vec<usize> =
-                            if how == crate::core::graph::Partitioning::Forward {
-                                vec![i]
-                            } else {
-                                (0..chains[d].parallelism).collect()
-                            };
-                        let mut senders = Vec::with_capacity(targets.len());
+                        let targets: Vec<usize> = if how == Partitioning::Forward {
+                            vec![i]
+                        } else {
+                            (0..chains[d].parallelism).collect()
+                        };
+                        let mut txs = Vec::with_capacity(targets.len());
                         for j in targets {
-                            senders.push(txs[d][j].pop().ok_or_else(|| {
-                                Error::Internal("ran out of channel senders".into())
+                            txs.push(senders.remove(&(c, i, d, j)).ok_or_else(|| {
+                                Error::Internal("missing channel between subtasks".into())
                             })?);
                         }
-                        outs.push(kit.channel_out(senders, how, &ctx(last, i, p))?);
+                        outs.push(kit.channel_out(txs, how, &ctx(last, i, p))?);
                     }
                     sink = Some(if outs.len() == 1 {
                         outs.pop()
@@ -237,19 +427,19 @@ impl Job {
                             .input_kit
                             .as_ref()
                             .ok_or_else(|| Error::Internal("no input kit".into()))?;
-                        let rx = receivers
+                        let inputs = receivers
                             .next()
-                            .ok_or_else(|| Error::Internal("missing receiver".into()))?;
+                            .ok_or_else(|| Error::Internal("missing receivers".into()))?;
                         let chain_sink = sink
                             .take()
                             .ok_or_else(|| Error::Internal("no chain".into()))?;
-                        kit.task(rx, senders_of[c], chain_sink)?
+                        kit.task(inputs, chain_sink)?
                     }
                 };
                 slots.push(TaskSlot::new(task, chain.nodes[0], i));
             }
         }
-        Ok((slots, channels))
+        Ok((slots, channels, capacity_total))
     }
 }
 
@@ -324,14 +514,16 @@ fn check_config_names(graph: &Graph, config: &Config, pipeline: &str) -> Result<
 pub struct JobResult {
     /// Wall-clock time of the run.
     pub duration: Duration,
-    /// Number of channels between tasks.
+    /// Number of channels between tasks (one per sending and receiving subtask pair).
     pub channels: usize,
-    /// Capacity of each channel, in batches.
-    pub channel_capacity: usize,
+    /// The batches all channels can hold together.
+    pub buffer_capacity: usize,
     /// The most data batches that were buffered between tasks at any moment.
     pub peak_batches_in_flight: usize,
     /// Number of tasks that ran.
     pub tasks: usize,
+    /// The newest complete checkpoint when the job ended (including one it restored from).
+    pub last_checkpoint: Option<u64>,
     /// The job's counters, e.g. `orders.skipped`: records a source skipped under `on_error: skip`.
     pub counters: std::collections::BTreeMap<String, u64>,
     final_states: Vec<(String, Box<dyn Any + Send>)>,

@@ -42,6 +42,9 @@ macro_rules! forward_control {
         fn end(&mut self, cx: &mut Cx<'_>) -> Result<()> {
             self.next.end(cx)
         }
+        fn checkpoint(&mut self, id: u64, cx: &mut Cx<'_>) -> Result<()> {
+            self.next.checkpoint(id, cx)
+        }
     };
 }
 
@@ -303,6 +306,16 @@ where
         self.next.try_flush(cx)
     }
 
+    fn checkpoint(&mut self, id: u64, cx: &mut Cx<'_>) -> Result<()> {
+        // One part per key group, so that a restore with another parallelism can hand each
+        // group to its new owner.
+        for (kg, bytes) in self.state.encode_groups()? {
+            cx.checkpoints
+                .part(id, self.stage, format!("kg-{kg:05}"), bytes);
+        }
+        self.next.checkpoint(id, cx)
+    }
+
     fn end(&mut self, cx: &mut Cx<'_>) -> Result<()> {
         let state = std::mem::take(&mut self.state);
         cx.final_states
@@ -331,13 +344,24 @@ where
     fn wrap(&self, ctx: &SubtaskCtx, next: AnyBox) -> Result<AnyBox> {
         let next = downcast::<Box<dyn BatchSink<I::Item>>>(next, &ctx.name)?;
         let groups = range_of(ctx.subtask, ctx.key_groups, ctx.parallelism);
+        let mut state = KeyedState::for_range(groups.clone());
+        if let Some(checkpoint) = &ctx.restore {
+            // Each key group restores from its own part, whichever subtask wrote it.
+            for kg in groups.clone() {
+                let part = format!("kg-{kg:05}");
+                if checkpoint.manifest().part(&ctx.name, &part).is_some() {
+                    let bytes = checkpoint.read_part(&ctx.name, &part)?;
+                    state.restore_group(kg, &bytes)?;
+                }
+            }
+        }
         Ok(boxed::<Keyed<K, V>>(StatefulOp {
             f: self.0.clone(),
             stage: ctx.stage,
             batch_size: ctx.batch_size.max(1),
             key_groups: ctx.key_groups,
             first_group: groups.start,
-            state: KeyedState::for_range(groups),
+            state,
             out: Vec::new(),
             next,
         }))
@@ -366,6 +390,10 @@ impl<T, W: SinkWriter<T>> BatchSink<T> for SinkOp<W> {
     fn end(&mut self, cx: &mut Cx<'_>) -> Result<()> {
         cx.stage = self.stage;
         self.writer.finish()
+    }
+
+    fn checkpoint(&mut self, _id: u64, _cx: &mut Cx<'_>) -> Result<()> {
+        Ok(())
     }
 }
 

@@ -21,6 +21,9 @@ use crate::state::keygroups::{group_of_hash, owner_of};
 pub(crate) enum Msg<T> {
     /// A batch of records.
     Data(Vec<T>),
+    /// Checkpoint barrier: everything before it belongs to checkpoint `n`, everything after to
+    /// the next one.
+    Barrier(u64),
     /// The sender will send nothing more.
     End,
 }
@@ -286,6 +289,14 @@ impl<T: Data, R: Router<T>> BatchSink<T> for ChannelOut<T, R> {
         }
         Ok(())
     }
+
+    fn checkpoint(&mut self, id: u64, cx: &mut Cx<'_>) -> Result<()> {
+        self.flush_partial(cx)?;
+        for dest in 0..self.txs.len() {
+            self.send(dest, Msg::Barrier(id), cx)?;
+        }
+        Ok(())
+    }
 }
 
 /// Copies every batch to several downstream chains.
@@ -321,24 +332,28 @@ impl<T: Data> BatchSink<T> for FanOut<T> {
     fn end(&mut self, cx: &mut Cx<'_>) -> Result<()> {
         self.outs.iter_mut().try_for_each(|o| o.end(cx))
     }
+
+    fn checkpoint(&mut self, id: u64, cx: &mut Cx<'_>) -> Result<()> {
+        self.outs.iter_mut().try_for_each(|o| o.checkpoint(id, cx))
+    }
 }
 
 /// Input side of a stage whose input type is `T`.
 pub(crate) struct Input<T>(pub(crate) PhantomData<fn() -> T>);
 
 impl<T: Data> InputKit for Input<T> {
-    fn channel(&self, capacity: usize, reader: TaskId, senders: usize) -> (Vec<AnyBox>, AnyBox) {
+    fn channel(&self, capacity: usize, reader: TaskId) -> (AnyBox, AnyBox) {
         let (tx, rx) = channel::<T>(capacity, reader);
-        let txs = (0..senders)
-            .map(|_| Box::new(tx.clone()) as AnyBox)
-            .collect();
-        (txs, Box::new(rx))
+        (Box::new(tx), Box::new(rx))
     }
 
-    fn task(&self, receiver: AnyBox, senders: usize, chain: AnyBox) -> Result<Box<dyn Task>> {
-        let rx = downcast::<ChanRx<T>>(receiver, "an input channel")?;
+    fn task(&self, receivers: Vec<AnyBox>, chain: AnyBox) -> Result<Box<dyn Task>> {
+        let inputs = receivers
+            .into_iter()
+            .map(|r| downcast::<ChanRx<T>>(r, "an input channel"))
+            .collect::<Result<Vec<_>>>()?;
         let chain = downcast::<Box<dyn BatchSink<T>>>(chain, "an input chain")?;
-        Ok(Box::new(InputTask::new(rx, senders, chain)))
+        Ok(Box::new(InputTask::new(inputs, chain)))
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
-use crate::core::task::{Cx, JobCounters, Step, Task, TaskId, Wake};
+use crate::core::task::{Checkpoints, Cx, JobCounters, Step, Task, TaskId, Wake};
 use crate::error::{Error, Result};
 
 const IDLE: u8 = 0;
@@ -47,7 +47,8 @@ struct Pool<'a> {
     stage_names: &'a [String],
     injector: Injector<TaskId>,
     stealers: Vec<Stealer<TaskId>>,
-    live: AtomicUsize,
+    /// Tasks not finished yet (shared with the checkpoint coordinator).
+    live: &'a AtomicUsize,
     cancelled: AtomicBool,
     error: Mutex<Option<Error>>,
     sleepers: AtomicUsize,
@@ -55,6 +56,7 @@ struct Pool<'a> {
     sleep_cv: Condvar,
     counters: &'a JobCounters,
     final_states: &'a Mutex<Vec<(usize, Box<dyn Any + Send>)>>,
+    checkpoints: &'a dyn Checkpoints,
 }
 
 /// Runs `slots` to completion on `threads` threads. Returns the first error, after which every
@@ -65,6 +67,8 @@ pub(crate) fn run(
     threads: usize,
     counters: &JobCounters,
     final_states: &Mutex<Vec<(usize, Box<dyn Any + Send>)>>,
+    checkpoints: &dyn Checkpoints,
+    live: &AtomicUsize,
 ) -> Result<()> {
     let workers: Vec<Worker<TaskId>> = (0..threads).map(|_| Worker::new_fifo()).collect();
     let pool = Pool {
@@ -72,7 +76,7 @@ pub(crate) fn run(
         stage_names,
         injector: Injector::new(),
         stealers: workers.iter().map(Worker::stealer).collect(),
-        live: AtomicUsize::new(slots.len()),
+        live,
         cancelled: AtomicBool::new(false),
         error: Mutex::new(None),
         sleepers: AtomicUsize::new(0),
@@ -80,6 +84,7 @@ pub(crate) fn run(
         sleep_cv: Condvar::new(),
         counters,
         final_states,
+        checkpoints,
     };
     for (id, slot) in slots.iter().enumerate() {
         slot.state.store(SCHEDULED, Ordering::SeqCst);
@@ -254,6 +259,7 @@ impl Pool<'_> {
             subtask: slot.subtask,
             counters: self.counters,
             final_states: self.final_states,
+            checkpoints: self.checkpoints,
         };
         let outcome = {
             let Ok(mut guard) = slot.task.lock() else {

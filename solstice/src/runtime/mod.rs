@@ -5,5 +5,6 @@
 //! attaches, so an operator does not know where its output goes.
 
 pub(crate) mod channel;
+pub(crate) mod coordinator;
 pub(crate) mod executor;
 pub(crate) mod tasks;

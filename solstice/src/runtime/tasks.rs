@@ -5,30 +5,74 @@ use crate::core::connector::{Source, SourceReader};
 use crate::core::graph::{ErasedSource, SubtaskCtx};
 use crate::core::task::{BatchSink, Cx, Step, Task};
 use crate::core::{downcast, AnyBox};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::runtime::channel::{ChanRx, Msg};
+use crate::state::codec;
 
 /// Batches a task handles in one run before yielding its thread.
 const BUDGET: usize = 32;
 
-/// Reads channel input into a chain.
+/// Reads the channels from every upstream subtask into a chain, aligning checkpoint barriers:
+/// once barrier `n` arrived on a channel, that channel is not read again until barrier `n`
+/// arrived on every channel still open; then the chain snapshots and passes the barrier on.
 pub(crate) struct InputTask<T> {
-    rx: ChanRx<T>,
-    senders: usize,
-    ended: usize,
+    inputs: Vec<ChanRx<T>>,
+    ended: Vec<bool>,
+    /// Channels that delivered the barrier being aligned.
+    blocked: Vec<bool>,
+    /// The barrier being aligned, if any.
+    aligning: Option<u64>,
+    /// The channel to read first next time (round robin, for fairness between senders).
+    next: usize,
     chain: Box<dyn BatchSink<T>>,
     finishing: bool,
 }
 
 impl<T> InputTask<T> {
-    pub(crate) fn new(rx: ChanRx<T>, senders: usize, chain: Box<dyn BatchSink<T>>) -> Self {
+    pub(crate) fn new(inputs: Vec<ChanRx<T>>, chain: Box<dyn BatchSink<T>>) -> Self {
+        let n = inputs.len();
         InputTask {
-            rx,
-            senders,
-            ended: 0,
+            inputs,
+            ended: vec![false; n],
+            blocked: vec![false; n],
+            aligning: None,
+            next: 0,
             chain,
             finishing: false,
         }
+    }
+}
+
+impl<T: Send + 'static> InputTask<T> {
+    /// The next message from a channel that is neither ended nor blocked.
+    fn receive(&mut self, cx: &mut Cx<'_>) -> Result<Option<(usize, Msg<T>)>> {
+        let n = self.inputs.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            if self.ended[i] || self.blocked[i] {
+                continue;
+            }
+            if let Some(msg) = self.inputs[i].try_recv(cx)? {
+                self.next = (i + 1) % n;
+                return Ok(Some((i, msg)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Completes the barrier being aligned once every open channel delivered it.
+    fn try_complete_barrier(&mut self, cx: &mut Cx<'_>) -> Result<()> {
+        let Some(id) = self.aligning else {
+            return Ok(());
+        };
+        let aligned = (0..self.inputs.len()).all(|i| self.ended[i] || self.blocked[i]);
+        if aligned {
+            self.chain.checkpoint(id, cx)?;
+            cx.checkpoints.ack(id, cx.task);
+            self.aligning = None;
+            self.blocked.iter_mut().for_each(|b| *b = false);
+        }
+        Ok(())
     }
 }
 
@@ -41,28 +85,42 @@ impl<T: Send + 'static> Task for InputTask<T> {
             return Ok(Step::Done);
         }
         for _ in 0..BUDGET {
-            match self.rx.try_recv(cx)? {
-                Some(Msg::Data(mut batch)) => {
+            let Some((i, msg)) = self.receive(cx)? else {
+                self.chain.flush_partial(cx)?;
+                self.chain.try_flush(cx)?;
+                return Ok(Step::Wait);
+            };
+            match msg {
+                Msg::Data(mut batch) => {
                     self.chain.push(&mut batch, cx)?;
-                    self.rx.recycle(batch);
-                    if !self.chain.try_flush(cx)? {
-                        return Ok(Step::Wait);
-                    }
+                    self.inputs[i].recycle(batch);
                 }
-                Some(Msg::End) => {
-                    self.ended += 1;
-                    if self.ended == self.senders {
+                Msg::Barrier(id) => {
+                    match self.aligning {
+                        Some(current) if current != id => {
+                            return Err(Error::Internal(format!(
+                                "barrier {id} arrived while aligning barrier {current}"
+                            )))
+                        }
+                        _ => self.aligning = Some(id),
+                    }
+                    self.blocked[i] = true;
+                    self.try_complete_barrier(cx)?;
+                }
+                Msg::End => {
+                    self.ended[i] = true;
+                    // A channel that ended counts as aligned.
+                    self.try_complete_barrier(cx)?;
+                    if self.ended.iter().all(|&e| e) {
                         self.chain.end(cx)?;
                         self.finishing = true;
                         let flushed = self.chain.try_flush(cx)?;
                         return Ok(if flushed { Step::Done } else { Step::Wait });
                     }
                 }
-                None => {
-                    self.chain.flush_partial(cx)?;
-                    self.chain.try_flush(cx)?;
-                    return Ok(Step::Wait);
-                }
+            }
+            if !self.chain.try_flush(cx)? {
+                return Ok(Step::Wait);
             }
         }
         Ok(Step::Yield)
@@ -72,6 +130,8 @@ impl<T: Send + 'static> Task for InputTask<T> {
 /// Reads one subtask's part of a source into a chain.
 pub(crate) struct SourceTask<T, R> {
     reader: R,
+    /// The last checkpoint whose barrier this source emitted.
+    last_barrier: u64,
     stage: usize,
     batch_size: usize,
     buf: Vec<T>,
@@ -89,8 +149,27 @@ impl<T: Send + 'static, R: SourceReader<T>> Task for SourceTask<T, R> {
         }
         for _ in 0..BUDGET {
             cx.stage = self.stage;
+            let requested = cx.checkpoints.requested();
+            if requested > self.last_barrier {
+                // The reader's position is this source's part of the checkpoint; the barrier
+                // follows every record read before it.
+                let position = codec::encode(&self.reader.position()?)?;
+                cx.checkpoints.part(
+                    requested,
+                    self.stage,
+                    format!("subtask-{:05}", cx.subtask),
+                    position,
+                );
+                self.chain.checkpoint(requested, cx)?;
+                cx.checkpoints.ack(requested, cx.task);
+                self.last_barrier = requested;
+                if !self.chain.try_flush(cx)? {
+                    return Ok(Step::Wait);
+                }
+            }
             self.buf.clear();
             let more = self.reader.read_batch(&mut self.buf, self.batch_size)?;
+            cx.checkpoints.records_read(self.buf.len() as u64);
             if !self.buf.is_empty() {
                 self.chain.push(&mut self.buf, cx)?;
             }
@@ -118,9 +197,12 @@ impl<S: Source> ErasedSource for SourceNode<S> {
 
     fn task(&self, ctx: &SubtaskCtx, chain: AnyBox) -> Result<Box<dyn Task>> {
         let chain = downcast::<Box<dyn BatchSink<S::Item>>>(chain, "a source chain")?;
-        let reader = self.0.open(ctx.subtask, ctx.parallelism)?;
+        let reader = self
+            .0
+            .open_at(ctx.subtask, ctx.parallelism, &ctx.positions)?;
         Ok(Box::new(SourceTask {
             reader,
+            last_barrier: 0,
             stage: ctx.stage,
             batch_size: ctx.batch_size,
             buf: Vec::with_capacity(ctx.batch_size),

@@ -86,6 +86,37 @@ impl<K: Key, S: StateValue> KeyedState<K, S> {
         (&*k, s)
     }
 
+    /// Each key group held, encoded with the codec on its own (for per-group checkpoint parts).
+    pub(crate) fn encode_groups(&self) -> crate::error::Result<Vec<(usize, Vec<u8>)>> {
+        self.groups
+            .iter()
+            .map(|(kg, t)| {
+                let entries: Vec<(&K, &S)> = t.iter().map(|(k, s)| (k, s)).collect();
+                Ok((*kg, super::codec::encode(&entries)?))
+            })
+            .collect()
+    }
+
+    /// Puts the entries of key group `kg`, decoded from `bytes` (written by `encode_groups`),
+    /// into this state, which must own that group.
+    pub(crate) fn restore_group(&mut self, kg: usize, bytes: &[u8]) -> crate::error::Result<()> {
+        let entries: Vec<(K, S)> = super::codec::decode(bytes)?;
+        let table = self
+            .groups
+            .iter_mut()
+            .find(|(g, _)| *g == kg)
+            .map(|(_, t)| t)
+            .ok_or_else(|| {
+                crate::error::Error::Internal(format!("key group {kg} is not owned here"))
+            })?;
+        table.clear();
+        for (k, s) in entries {
+            let h = table_hash(hash_key(&k));
+            table.insert_unique(h, (k, s), |(k, _)| table_hash(hash_key(k)));
+        }
+        Ok(())
+    }
+
     /// Number of key groups held.
     pub(crate) fn group_count(&self) -> usize {
         self.groups.len()

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::reject::Rejects;
 use crate::config::CsvOptions;
+use crate::core::connector::{Positions, FINISHED};
 use crate::error::{Error, Result};
 
 fn byte(c: char, what: &str) -> Result<u8> {
@@ -37,6 +38,8 @@ struct Open {
 /// Reads the CSV files of one subtask.
 pub struct CsvReader<T> {
     files: VecDeque<PathBuf>,
+    /// Files read to the end.
+    done: Vec<PathBuf>,
     current: Option<Open>,
     record: csv::ByteRecord,
     options: CsvOptions,
@@ -48,6 +51,7 @@ impl<T> CsvReader<T> {
     pub(crate) fn new(files: Vec<PathBuf>, options: CsvOptions, rejects: Rejects) -> Self {
         CsvReader {
             files: files.into(),
+            done: Vec::new(),
             current: None,
             record: csv::ByteRecord::new(),
             options,
@@ -126,7 +130,9 @@ impl<T: DeserializeOwned + Send + 'static> CsvReader<T> {
                 }
             };
             if !more {
-                self.current = None;
+                if let Some(cur) = self.current.take() {
+                    self.done.push(cur.path);
+                }
                 continue;
             }
             let line = self.record.position().map_or(0, |p| p.line());
@@ -154,6 +160,22 @@ impl<T: DeserializeOwned + Send + 'static> CsvReader<T> {
             }
         }
         Ok(!(self.current.is_none() && self.files.is_empty()))
+    }
+
+    /// File → byte offset of the next record (and `file#line` → its line), or `FINISHED`.
+    pub(crate) fn position(&self) -> Positions {
+        let mut at: Positions = self
+            .done
+            .iter()
+            .map(|p| (p.display().to_string(), FINISHED))
+            .collect();
+        if let Some(cur) = &self.current {
+            let pos = cur.reader.position();
+            at.insert(cur.path.display().to_string(), pos.byte());
+            at.insert(format!("{}#line", cur.path.display()), pos.line());
+        }
+        at.extend(self.files.iter().map(|p| (p.display().to_string(), 0)));
+        at
     }
 }
 

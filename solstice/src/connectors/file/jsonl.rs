@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::reject::Rejects;
+use crate::core::connector::{Positions, FINISHED};
 use crate::error::{Error, Result};
 
 const MIN_SPLIT: u64 = 1 << 20;
@@ -21,12 +22,15 @@ pub(crate) struct Split {
     pub path: PathBuf,
     pub start: u64,
     pub end: u64,
+    /// Where a restored reader resumes: the start of the next unread line.
+    pub resume: Option<u64>,
 }
 
-/// Cuts files into splits of 1–64 MiB, about four per subtask.
-pub(crate) fn splits(files: &[(PathBuf, u64)], parallelism: usize) -> Vec<Split> {
+/// Cuts files into splits of 1–64 MiB, about 32 in all. The cut does not depend on the
+/// parallelism, so positions checkpointed at one parallelism resume at another.
+pub(crate) fn splits(files: &[(PathBuf, u64)]) -> Vec<Split> {
     let total: u64 = files.iter().map(|(_, l)| l).sum();
-    let size = (total / (parallelism as u64 * 4).max(1)).clamp(MIN_SPLIT, MAX_SPLIT);
+    let size = (total / 32).clamp(MIN_SPLIT, MAX_SPLIT);
     let mut out = Vec::new();
     for (path, len) in files {
         let mut start = 0;
@@ -36,6 +40,7 @@ pub(crate) fn splits(files: &[(PathBuf, u64)], parallelism: usize) -> Vec<Split>
                 path: path.clone(),
                 start,
                 end,
+                resume: None,
             });
             if end >= *len {
                 break;
@@ -47,6 +52,7 @@ pub(crate) fn splits(files: &[(PathBuf, u64)], parallelism: usize) -> Vec<Split>
 }
 
 struct Open {
+    key: String,
     path: PathBuf,
     reader: BufReader<File>,
     pos: u64,
@@ -57,9 +63,18 @@ struct Open {
     lines: u64,
 }
 
+impl Split {
+    /// The split's name in checkpointed positions.
+    pub(crate) fn key(&self) -> String {
+        format!("{}@{}", self.path.display(), self.start)
+    }
+}
+
 /// Reads the JSONL splits of one subtask.
 pub struct JsonlReader<T> {
     splits: VecDeque<Split>,
+    /// Names of the splits read to the end.
+    done: Vec<String>,
     current: Option<Open>,
     line: Vec<u8>,
     rejects: Rejects,
@@ -70,6 +85,7 @@ impl<T> JsonlReader<T> {
     pub(crate) fn new(splits: Vec<Split>, rejects: Rejects) -> Self {
         JsonlReader {
             splits: splits.into(),
+            done: Vec::new(),
             current: None,
             line: Vec::new(),
             rejects,
@@ -79,10 +95,16 @@ impl<T> JsonlReader<T> {
 }
 
 fn open_split(split: Split) -> Result<Open> {
+    let key = split.key();
     let file = File::open(&split.path).map_err(|e| Error::io(&split.path, e))?;
     let mut reader = BufReader::with_capacity(256 << 10, file);
     let mut pos = split.start;
-    if split.start > 0 {
+    if let Some(at) = split.resume {
+        reader
+            .seek(SeekFrom::Start(at))
+            .map_err(|e| Error::io(&split.path, e))?;
+        pos = at;
+    } else if split.start > 0 {
         // The line that straddles `start` belongs to the previous split: skip to its end.
         reader
             .seek(SeekFrom::Start(split.start - 1))
@@ -94,6 +116,7 @@ fn open_split(split: Split) -> Result<Open> {
         pos = split.start - 1 + n as u64;
     }
     Ok(Open {
+        key,
         path: split.path,
         reader,
         pos,
@@ -131,6 +154,7 @@ impl<T: DeserializeOwned + Send + 'static> JsonlReader<T> {
                 },
             };
             if cur.pos >= cur.end {
+                self.done.push(std::mem::take(&mut cur.key));
                 self.current = None;
                 continue;
             }
@@ -140,6 +164,7 @@ impl<T: DeserializeOwned + Send + 'static> JsonlReader<T> {
                 .read_until(b'\n', &mut self.line)
                 .map_err(|e| Error::io(&cur.path, e))?;
             if n == 0 {
+                self.done.push(std::mem::take(&mut cur.key));
                 self.current = None;
                 continue;
             }
@@ -166,6 +191,16 @@ impl<T: DeserializeOwned + Send + 'static> JsonlReader<T> {
             }
         }
         Ok(!(self.current.is_none() && self.splits.is_empty()))
+    }
+
+    /// Split name → byte offset of the next line to read, or `FINISHED`.
+    pub(crate) fn position(&self) -> Positions {
+        let mut at: Positions = self.done.iter().map(|k| (k.clone(), FINISHED)).collect();
+        if let Some(cur) = &self.current {
+            at.insert(cur.key.clone(), cur.pos);
+        }
+        at.extend(self.splits.iter().map(|s| (s.key(), s.start)));
+        at
     }
 }
 

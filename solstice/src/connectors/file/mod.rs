@@ -24,7 +24,7 @@ pub use self::jsonl::{JsonlReader, JsonlWriter};
 pub use self::parquet::{ParquetReader, ParquetWriter};
 use self::reject::Rejects;
 use crate::config::{CsvOptions, Format, ParquetOptions, SinkConfig, SourceConfig};
-use crate::core::connector::{Sink, SinkWriter, Source, SourceReader};
+use crate::core::connector::{Positions, Sink, SinkWriter, Source, SourceReader, FINISHED};
 use crate::core::Data;
 use crate::error::{Error, Result};
 
@@ -209,15 +209,41 @@ impl<T: DeserializeOwned + Data> Source for FileSource<T> {
         self.rejects.start()
     }
 
+    fn open_at(
+        &self,
+        subtask: usize,
+        parallelism: usize,
+        positions: &Positions,
+    ) -> Result<FileReader<T>> {
+        if positions.is_empty() {
+            return self.open(subtask, parallelism);
+        }
+        if self.format != Format::Jsonl {
+            return Err(Error::Plan(format!(
+                "resuming a {:?} source from a checkpoint is not supported by this build",
+                self.format
+            )));
+        }
+        let mut splits = Vec::new();
+        for mut split in mine(jsonl::splits(&self.files), subtask, parallelism) {
+            match positions.get(&split.key()) {
+                Some(&FINISHED) => continue,
+                Some(&at) if at > split.start => split.resume = Some(at),
+                _ => {}
+            }
+            splits.push(split);
+        }
+        Ok(FileReader::Jsonl(JsonlReader::new(
+            splits,
+            self.rejects.clone(),
+        )))
+    }
+
     fn open(&self, subtask: usize, parallelism: usize) -> Result<FileReader<T>> {
         let rejects = self.rejects.clone();
         Ok(match self.format {
             Format::Jsonl => {
-                let splits = mine(
-                    jsonl::splits(&self.files, parallelism),
-                    subtask,
-                    parallelism,
-                );
+                let splits = mine(jsonl::splits(&self.files), subtask, parallelism);
                 FileReader::Jsonl(JsonlReader::new(splits, rejects))
             }
             Format::Csv => {
@@ -250,6 +276,14 @@ impl<T: DeserializeOwned + Data> SourceReader<T> for FileReader<T> {
             FileReader::Csv(r) => r.read_batch(out, max),
             FileReader::Parquet(r) => r.read_batch(out, max),
         }
+    }
+
+    fn position(&self) -> Result<Positions> {
+        Ok(match self {
+            FileReader::Jsonl(r) => r.position(),
+            FileReader::Csv(r) => r.position(),
+            FileReader::Parquet(r) => r.position(),
+        })
     }
 }
 

@@ -17,6 +17,7 @@ use serde_arrow::schema::{SchemaLike, TracingOptions};
 
 use super::reject::Rejects;
 use crate::config::{Compression, ParquetOptions};
+use crate::core::connector::{Positions, FINISHED};
 use crate::error::{Error, Result};
 
 /// One row group of one file.
@@ -59,6 +60,8 @@ struct Open {
 /// Reads the row groups of one subtask.
 pub struct ParquetReader<T> {
     groups: VecDeque<RowGroup>,
+    /// Row groups read to the end.
+    done: Vec<RowGroup>,
     current: Option<Open>,
     rejects: Rejects,
     _t: PhantomData<fn() -> T>,
@@ -68,6 +71,7 @@ impl<T> ParquetReader<T> {
     pub(crate) fn new(groups: Vec<RowGroup>, rejects: Rejects) -> Self {
         ParquetReader {
             groups: groups.into(),
+            done: Vec::new(),
             current: None,
             rejects,
             _t: PhantomData,
@@ -110,7 +114,9 @@ impl<T: DeserializeOwned + Send + 'static> ParquetReader<T> {
                     })
                 }
                 None => {
-                    self.current = None;
+                    if let Some(cur) = self.current.take() {
+                        self.done.push(cur.group);
+                    }
                     continue;
                 }
             };
@@ -149,6 +155,25 @@ impl<T: DeserializeOwned + Send + 'static> ParquetReader<T> {
             cur.row += rows;
             return Ok(true);
         }
+    }
+}
+
+impl RowGroup {
+    /// The row group's name in checkpointed positions.
+    fn key(&self) -> String {
+        format!("{}#{}", self.path.display(), self.index)
+    }
+}
+
+impl<T> ParquetReader<T> {
+    /// Row group → rows read, or `FINISHED`.
+    pub(crate) fn position(&self) -> Positions {
+        let mut at: Positions = self.done.iter().map(|g| (g.key(), FINISHED)).collect();
+        if let Some(cur) = &self.current {
+            at.insert(cur.group.key(), cur.row as u64);
+        }
+        at.extend(self.groups.iter().map(|g| (g.key(), 0)));
+        at
     }
 }
 

@@ -1,0 +1,191 @@
+//! Checkpoints and restore inside one process: a job that fails after some checkpoints and is
+//! restored from the latest one ends with exactly the state of a run that never failed, at the
+//! same or another parallelism, and a corrupt newest checkpoint falls back to the previous one.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use solstice::job::Restore;
+use solstice::prelude::*;
+use solstice_tests::{config, temp_dir, write_jsonl};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: u64,
+    pub key: String,
+    pub value: u64,
+}
+
+/// The id at which `guard` panics (0: never); each test sets it before a run that must fail.
+static FAIL_AT: AtomicU64 = AtomicU64::new(0);
+
+#[solstice::pipeline]
+pub mod sums {
+    use super::*;
+
+    #[source(2)]
+    pub fn events(cfg: &SourceConfig) -> Result<FileSource<Event>> {
+        FileSource::from_config(cfg)
+    }
+
+    #[map(2)]
+    pub fn guard(e: Event) -> Event {
+        if e.id == FAIL_AT.load(Ordering::Relaxed) {
+            panic!("injected failure at event {}", e.id);
+        }
+        e
+    }
+
+    #[key_by(2)]
+    pub fn by_key(e: Event) -> (String, u64) {
+        (e.key, e.value)
+    }
+
+    #[stateful(2)]
+    pub fn sum(acc: &mut (u64, u64), value: u64) -> Option<u64> {
+        acc.0 += value;
+        acc.1 += 1;
+        None
+    }
+
+    #[sink]
+    pub fn out(cfg: &SinkConfig) -> Result<PrintSink<u64>> {
+        PrintSink::from_config(cfg)
+    }
+
+    dag! { events -> guard -> by_key -> sum -> out }
+}
+
+fn events(n: u64) -> Vec<Event> {
+    (1..=n)
+        .map(|id| Event {
+            id,
+            key: format!("k{}", (id * 7919) % 613),
+            value: id % 17,
+        })
+        .collect()
+}
+
+fn reference(events: &[Event]) -> BTreeMap<String, (u64, u64)> {
+    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for e in events {
+        let t = out.entry(e.key.clone()).or_default();
+        t.0 += e.value;
+        t.1 += 1;
+    }
+    out
+}
+
+fn yaml(dir: &std::path::Path) -> String {
+    format!(
+        "job:\n  batch_size: 128\n  checkpoint: {{ backend: 'file://{}', interval_records: 20000, retain: 3 }}\n\
+         runtime: {{ threads: 2 }}\nsources: {{ events: {{ path: '{}' }} }}\n",
+        dir.join("checkpoints").display(),
+        dir.join("events.jsonl").display()
+    )
+}
+
+fn run(
+    yaml: &str,
+    overrides: &[String],
+    restore: Option<Restore>,
+) -> Result<(JobResult, sums::State)> {
+    let mut job = sums::job(config(yaml, overrides))?;
+    if let Some(r) = restore {
+        job.restore_from(r);
+    }
+    let mut result = job.run()?;
+    let state = sums::State::from_result(&mut result)?;
+    Ok((result, state))
+}
+
+fn totals(state: &sums::State) -> BTreeMap<String, (u64, u64)> {
+    state.sum.to_sorted()
+}
+
+#[test]
+fn restore_after_a_failure_gives_the_failure_free_state() {
+    let dir = temp_dir();
+    let input = events(300_000);
+    write_jsonl(&dir.path().join("events.jsonl"), &input);
+    let yaml = yaml(dir.path());
+    let expected = reference(&input);
+
+    FAIL_AT.store(250_000, Ordering::Relaxed);
+    let err = run(&yaml, &[], None).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("injected failure at event 250000"), "{err}");
+    FAIL_AT.store(0, Ordering::Relaxed);
+
+    let store = sums::job(config(&yaml, &[]))
+        .unwrap()
+        .checkpoint_store()
+        .unwrap()
+        .unwrap();
+    let taken = store.list("sums").unwrap();
+    assert!(
+        !taken.is_empty(),
+        "checkpoints were taken before the failure"
+    );
+    assert!(taken.len() <= 3, "retain 3: {taken:?}");
+    let latest = *taken.last().unwrap();
+
+    // Same parallelism.
+    let (result, state) = run(&yaml, &[], Some(Restore::Latest)).unwrap();
+    assert_eq!(totals(&state), expected);
+    assert!(result.last_checkpoint.unwrap() >= latest.0);
+
+    // Another parallelism, from the same checkpoint: key groups and splits move.
+    let other = [
+        "stages.sum.parallelism=3".to_string(),
+        "stages.events.parallelism=3".to_string(),
+        "stages.guard.parallelism=3".to_string(),
+        "stages.by_key.parallelism=3".to_string(),
+    ];
+    let (_, state) = run(&yaml, &other, Some(Restore::Id(latest.0))).unwrap();
+    assert_eq!(totals(&state), expected);
+}
+
+#[test]
+fn corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
+    let dir = temp_dir();
+    let input = events(200_000);
+    write_jsonl(&dir.path().join("events.jsonl"), &input);
+    let yaml = yaml(dir.path());
+    // A run that completes, leaving checkpoints behind.
+    let (_, state) = run(&yaml, &[], None).unwrap();
+    assert_eq!(totals(&state), reference(&input));
+    let store = sums::job(config(&yaml, &[]))
+        .unwrap()
+        .checkpoint_store()
+        .unwrap()
+        .unwrap();
+    let taken = store.list("sums").unwrap();
+    assert!(taken.len() >= 2, "{taken:?}");
+    let newest = *taken.last().unwrap();
+
+    // Flip bytes in one part of the newest checkpoint.
+    let chk = dir
+        .path()
+        .join("checkpoints/sums")
+        .join(newest.to_string())
+        .join("sum");
+    let part = std::fs::read_dir(&chk)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&part).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    std::fs::write(&part, bytes).unwrap();
+
+    let point = store.open_latest_valid("sums").unwrap().unwrap();
+    assert!(point.checkpoint.id() < newest);
+    assert_eq!(point.skipped.len(), 1);
+
+    // Restoring the previous checkpoint of a finished job replays what followed it: the state
+    // of the whole input again, exactly.
+    let (_, state) = run(&yaml, &[], Some(Restore::Latest)).unwrap();
+    assert_eq!(totals(&state), reference(&input));
+}
