@@ -58,7 +58,7 @@ pub trait SourceReader<T>: Send + 'static {
 }
 
 /// A destination of records, written by `parallelism` subtasks.
-pub trait Sink: Send + 'static {
+pub trait Sink: Send + Sync + 'static {
     /// The record type consumed.
     type Item: Data;
     /// The writer of one subtask.
@@ -66,12 +66,36 @@ pub trait Sink: Send + 'static {
 
     /// Opens the writer of `subtask` out of `parallelism`.
     fn open(&self, subtask: usize, parallelism: usize) -> Result<Self::Writer>;
+
+    /// Publishes a transaction that a writer's [`SinkWriter::pre_commit`] staged, once its
+    /// checkpoint is complete. Idempotent: after a failure it may run again for the same
+    /// transaction. The default does nothing (sinks without transactions).
+    fn commit(&self, _transaction: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// Before a restored run: discards output staged by any transaction not in `keep` (the
+    /// transactions of the checkpoint restored, published already), so that nothing an aborted
+    /// attempt wrote after that checkpoint survives. The default does nothing.
+    fn discard_uncommitted(&self, _keep: &[String]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Writes the records of one sink subtask.
 pub trait SinkWriter<T>: Send + 'static {
     /// Writes all records of `batch`, draining it.
     fn write_batch(&mut self, batch: &mut Vec<T>) -> Result<()>;
-    /// Completes the output (e.g. renames a file into place). Called once, at end of stream.
+    /// Completes the output (e.g. renames a file into place). Called once, at end of stream,
+    /// when the job takes no checkpoints.
     fn finish(&mut self) -> Result<()>;
+
+    /// Checkpoint `checkpoint` (in a job that takes checkpoints, the end of the stream is one
+    /// too, the final one): makes everything written since the previous one durable but not yet
+    /// visible, and returns the transaction that [`Sink::commit`] publishes once the checkpoint
+    /// is complete. The default stages nothing: what was written is visible at once
+    /// (at-least-once sinks).
+    fn pre_commit(&mut self, _checkpoint: u64) -> Result<Option<String>> {
+        Ok(None)
+    }
 }

@@ -47,9 +47,12 @@ pub(crate) trait ErasedOp: Send {
     fn wrap(&self, ctx: &SubtaskCtx, next: AnyBox) -> Result<AnyBox>;
 }
 
-/// A sink stage: opens the `Box<dyn BatchSink<In>>` of one subtask.
-pub(crate) trait ErasedSink: Send {
+/// A sink stage: opens the `Box<dyn BatchSink<In>>` of one subtask, and publishes or discards
+/// the transactions its writers staged.
+pub(crate) trait ErasedSink: Send + Sync {
     fn open(&self, ctx: &SubtaskCtx) -> Result<AnyBox>;
+    fn commit(&self, transaction: &str) -> Result<()>;
+    fn discard_uncommitted(&self, keep: &[String]) -> Result<()>;
 }
 
 /// Typed by a stage's input type: makes its input channels and the task that reads them.

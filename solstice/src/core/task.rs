@@ -29,6 +29,13 @@ pub(crate) trait Wake {
 
 /// Where tasks report checkpoint work; implemented by the checkpoint coordinator.
 pub(crate) trait Checkpoints: Sync {
+    /// True when the job takes checkpoints (end of stream is then the final checkpoint).
+    fn enabled(&self) -> bool;
+    /// The id of the job's final checkpoint, taken at end of stream: every task reports its
+    /// last snapshot under it when its input ends (allocated on first use).
+    fn final_id(&self) -> u64;
+    /// The newest complete checkpoint (0: none).
+    fn completed(&self) -> u64;
     /// The newest checkpoint the coordinator asked sources to start (0: none yet).
     fn requested(&self) -> u64;
     /// A source read `n` more records (drives `interval_records`).
@@ -43,6 +50,15 @@ pub(crate) trait Checkpoints: Sync {
 pub(crate) struct NoCheckpoints;
 
 impl Checkpoints for NoCheckpoints {
+    fn enabled(&self) -> bool {
+        false
+    }
+    fn final_id(&self) -> u64 {
+        0
+    }
+    fn completed(&self) -> u64 {
+        0
+    }
     fn requested(&self) -> u64 {
         0
     }

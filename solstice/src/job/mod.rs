@@ -161,6 +161,29 @@ impl Job {
         }
     }
 
+    /// Publishes the sink transactions of the restored checkpoint (again: publishing is
+    /// idempotent) and discards whatever later attempts staged.
+    fn recover_sinks(&self, checkpoint: &OpenCheckpoint) -> Result<()> {
+        for node in &self.graph.nodes {
+            let NodeImpl::Sink(sink) = &node.imp else {
+                continue;
+            };
+            let mut keep = Vec::new();
+            if let Some(stage) = checkpoint.manifest().stages.get(&node.name) {
+                for part in &stage.parts {
+                    let transactions: Vec<String> =
+                        checkpoint.decode_part(&node.name, &part.name)?;
+                    for t in transactions {
+                        sink.commit(&t)?;
+                        keep.push(t);
+                    }
+                }
+            }
+            sink.discard_uncommitted(&keep)?;
+        }
+        Ok(())
+    }
+
     /// The highest checkpoint id any run of this job has used (complete or not).
     fn highest_checkpoint_id(&self, store: &CheckpointStore) -> Result<u64> {
         let listing = store.backend().list_dir(&self.id)?;
@@ -211,6 +234,9 @@ impl Job {
             }
             None => HashMap::new(),
         };
+        if let Some(c) = &restored {
+            self.recover_sinks(c)?;
+        }
         let restored_id = restored.as_ref().map_or(0, |c| c.id().0);
         let restored = restored.map(Arc::new);
         let (slots, channels, buffer_capacity) = self.instantiate(restored, &positions)?;
@@ -233,6 +259,14 @@ impl Job {
                         .nodes
                         .iter()
                         .map(|n| n.parallelism.initial())
+                        .collect(),
+                    self.graph
+                        .nodes
+                        .iter()
+                        .map(|n| match &n.imp {
+                            NodeImpl::Sink(s) => Some(&**s),
+                            _ => None,
+                        })
                         .collect(),
                     Schedule {
                         interval: c.interval_secs.map(Duration::from_secs_f64),
@@ -266,6 +300,9 @@ impl Job {
             stop.store(true, Ordering::Release);
             outcome
         })?;
+        if let Some(c) = &coordinator {
+            c.finish(tasks)?;
+        }
         drop(slots);
         let finals = finals
             .into_inner()
@@ -281,7 +318,7 @@ impl Job {
             counters: self.metrics.snapshot(),
             last_checkpoint: coordinator
                 .as_ref()
-                .map(|c| c.completed())
+                .map(Checkpoints::completed)
                 .filter(|&n| n > 0),
             final_states: finals
                 .into_iter()

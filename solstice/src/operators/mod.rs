@@ -11,6 +11,7 @@ use crate::core::graph::{ErasedOp, ErasedSink, SubtaskCtx};
 use crate::core::task::{BatchSink, Cx};
 use crate::core::{downcast, AnyBox, Data};
 use crate::error::{Error, Result};
+use crate::state::codec;
 use crate::state::keyed::{Key, KeyedState, StateValue};
 use crate::state::keygroups::{group_of_hash, hash_key, range_of};
 
@@ -317,6 +318,13 @@ where
     }
 
     fn end(&mut self, cx: &mut Cx<'_>) -> Result<()> {
+        if cx.checkpoints.enabled() {
+            for (kg, bytes) in self.state.encode_groups()? {
+                let id = cx.checkpoints.final_id();
+                cx.checkpoints
+                    .part(id, self.stage, format!("kg-{kg:05}"), bytes);
+            }
+        }
         let state = std::mem::take(&mut self.state);
         cx.final_states
             .lock()
@@ -371,6 +379,10 @@ where
 struct SinkOp<W> {
     writer: W,
     stage: usize,
+    /// Transactions staged at checkpoints not known to be complete, with their checkpoint: a
+    /// checkpoint can be abandoned after this sink staged its output, so each checkpoint's part
+    /// lists them all and its commit publishes whatever is still unpublished.
+    staged: Vec<(u64, String)>,
 }
 
 impl<T, W: SinkWriter<T>> BatchSink<T> for SinkOp<W> {
@@ -389,10 +401,25 @@ impl<T, W: SinkWriter<T>> BatchSink<T> for SinkOp<W> {
 
     fn end(&mut self, cx: &mut Cx<'_>) -> Result<()> {
         cx.stage = self.stage;
-        self.writer.finish()
+        if cx.checkpoints.enabled() {
+            // The end of the stream is the final checkpoint: stage the tail like any epoch.
+            self.checkpoint(cx.checkpoints.final_id(), cx)
+        } else {
+            self.writer.finish()
+        }
     }
 
-    fn checkpoint(&mut self, _id: u64, _cx: &mut Cx<'_>) -> Result<()> {
+    fn checkpoint(&mut self, id: u64, cx: &mut Cx<'_>) -> Result<()> {
+        cx.stage = self.stage;
+        if let Some(transaction) = self.writer.pre_commit(id)? {
+            self.staged.push((id, transaction));
+        }
+        let completed = cx.checkpoints.completed();
+        self.staged.retain(|(n, _)| *n > completed);
+        let transactions: Vec<&String> = self.staged.iter().map(|(_, t)| t).collect();
+        let part = format!("subtask-{:05}", cx.subtask);
+        cx.checkpoints
+            .part(id, self.stage, part, codec::encode(&transactions)?);
         Ok(())
     }
 }
@@ -400,10 +427,19 @@ impl<T, W: SinkWriter<T>> BatchSink<T> for SinkOp<W> {
 /// The erased form of a sink stage.
 pub(crate) struct SinkNode<S>(pub(crate) S);
 
-impl<S: Sink> ErasedSink for SinkNode<S> {
+impl<S: Sink + Sync> ErasedSink for SinkNode<S> {
+    fn commit(&self, transaction: &str) -> Result<()> {
+        self.0.commit(transaction)
+    }
+
+    fn discard_uncommitted(&self, keep: &[String]) -> Result<()> {
+        self.0.discard_uncommitted(keep)
+    }
+
     fn open(&self, ctx: &SubtaskCtx) -> Result<AnyBox> {
         let writer = self.0.open(ctx.subtask, ctx.parallelism)?;
         Ok(boxed::<S::Item>(SinkOp {
+            staged: Vec::new(),
             writer,
             stage: ctx.stage,
         }))

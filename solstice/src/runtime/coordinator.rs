@@ -1,19 +1,27 @@
 //! The checkpoint coordinator of one job run (DESIGN.md §4).
 //!
-//! It triggers checkpoint `n` at the sources (every `interval_secs`, every `interval_records`
-//! records read, or on demand), collects the snapshot parts tasks hand it while their uploads run
-//! in the background, and the tasks' acknowledgements. When every task has taken its snapshot and
-//! every part is durable, it writes the manifest (create-only) and prunes old checkpoints. One
-//! checkpoint is in flight at a time. A checkpoint that fails (an upload error, the job draining
-//! before every task saw the barrier) is abandoned with a warning; the job goes on.
+//! It triggers checkpoint `n` at the sources (every `interval_secs` or every `interval_records`
+//! records read), collects the snapshot parts tasks hand it while their uploads run in the
+//! background, and the tasks' acknowledgements. When every task has taken its snapshot and every
+//! part is durable, it writes the manifest (create-only), publishes the sinks' staged
+//! transactions, and prunes old checkpoints. One regular checkpoint is in flight at a time; one
+//! that fails (an upload error, the job draining before every task saw the barrier) is abandoned
+//! with a warning and the job goes on.
+//!
+//! The end of a bounded stream is the final checkpoint: each task reports its last snapshot
+//! under [`Coordinator::final_id`] when its input ends, and [`Coordinator::finish`] commits it
+//! once the job has run to completion. Restoring that checkpoint replays nothing.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::core::graph::ErasedSink;
 use crate::core::task::{Checkpoints, TaskId};
 use crate::error::{Error, Result};
 use crate::state::checkpoint::{CheckpointStore, PartUpload};
+use crate::state::codec;
 use crate::state::manifest::{CheckpointId, Manifest};
 
 /// When checkpoints are taken.
@@ -24,34 +32,57 @@ pub(crate) struct Schedule {
     pub retain: usize,
 }
 
+/// A checkpoint being taken.
 struct Inflight {
     id: u64,
-    acked: Vec<bool>,
-    acks: usize,
+    acked: HashSet<TaskId>,
     uploads: Vec<(usize, PartUpload)>,
+    /// Staged sink transactions, published once the checkpoint is committed.
+    transactions: Vec<(usize, String)>,
     error: Option<Error>,
 }
 
+impl Inflight {
+    fn new(id: u64) -> Inflight {
+        Inflight {
+            id,
+            acked: HashSet::new(),
+            uploads: Vec::new(),
+            transactions: Vec::new(),
+            error: None,
+        }
+    }
+}
+
+struct State {
+    regular: Option<Inflight>,
+    last: Option<Inflight>,
+}
+
 /// Coordinates the checkpoints of one job run.
-pub(crate) struct Coordinator {
+pub(crate) struct Coordinator<'a> {
     store: CheckpointStore,
     job: String,
     key_groups: usize,
     stage_names: Vec<String>,
     stage_parallelism: Vec<usize>,
+    /// Per stage, its sink connector (publishes staged transactions).
+    sinks: Vec<Option<&'a dyn ErasedSink>>,
     schedule: Schedule,
     /// The checkpoint sources are asked to start (0 until the first one of this run).
     requested: AtomicU64,
     /// The highest checkpoint id used so far, by this run or earlier ones.
     last_id: AtomicU64,
+    /// The final checkpoint's id, once a task reached the end of its input (0: not yet).
+    final_id: AtomicU64,
     /// Records read by all sources so far (for `interval_records`).
     records: AtomicU64,
     completed: AtomicU64,
-    inflight: Mutex<Option<Inflight>>,
+    state: Mutex<State>,
     changed: Condvar,
 }
 
-impl Coordinator {
+impl<'a> Coordinator<'a> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         store: CheckpointStore,
@@ -59,40 +90,41 @@ impl Coordinator {
         key_groups: usize,
         stage_names: Vec<String>,
         stage_parallelism: Vec<usize>,
+        sinks: Vec<Option<&'a dyn ErasedSink>>,
         schedule: Schedule,
         last_completed: u64,
         last_used: u64,
-    ) -> Coordinator {
+    ) -> Coordinator<'a> {
         Coordinator {
             store,
             job,
             key_groups,
             stage_names,
             stage_parallelism,
+            sinks,
             schedule,
             requested: AtomicU64::new(0),
             // New checkpoints never reuse an id: an earlier run may have left parts (or a
             // complete checkpoint newer than the one restored) under it.
             last_id: AtomicU64::new(last_used.max(last_completed)),
+            final_id: AtomicU64::new(0),
             records: AtomicU64::new(0),
             completed: AtomicU64::new(last_completed),
-            inflight: Mutex::new(None),
+            state: Mutex::new(State {
+                regular: None,
+                last: None,
+            }),
             changed: Condvar::new(),
         }
     }
 
-    /// The newest complete checkpoint of this run (or the one it restored from; 0: none).
-    pub(crate) fn completed(&self) -> u64 {
-        self.completed.load(Ordering::Acquire)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Inflight>> {
-        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs until `stop` is set. `tasks` is the number of tasks of the job; `live` counts those
-    /// not finished: a job whose tasks have started to finish is draining and takes no more
-    /// checkpoints (its finished tasks could not acknowledge them).
+    /// not finished. Once the end of the input is reached anywhere, only the final checkpoint
+    /// remains to be taken.
     pub(crate) fn run(&self, tasks: usize, live: &AtomicUsize, stop: &AtomicBool) {
         let mut last_time = Instant::now();
         let mut last_records = 0;
@@ -101,7 +133,7 @@ impl Coordinator {
                 let guard = self.lock();
                 let _ = self.changed.wait_timeout(guard, Duration::from_millis(5));
             }
-            if live.load(Ordering::Acquire) < tasks {
+            if self.final_id.load(Ordering::Acquire) != 0 || live.load(Ordering::Acquire) < tasks {
                 continue;
             }
             let records = self.records.load(Ordering::Relaxed);
@@ -120,61 +152,48 @@ impl Coordinator {
             last_records = records;
             // Ids only grow: the barriers of an abandoned checkpoint may still be in flight.
             let id = self.last_id.fetch_add(1, Ordering::AcqRel) + 1;
-            match self.checkpoint(id, tasks, live, stop) {
-                Ok(Some(manifest)) => {
-                    let bytes: u64 = manifest
-                        .stages
-                        .values()
-                        .flat_map(|s| s.parts.iter().map(|p| p.size))
-                        .sum();
-                    tracing::info!(
-                        job = %self.job,
-                        checkpoint = %CheckpointId(id),
-                        bytes,
-                        millis = last_time.elapsed().as_millis() as u64,
-                        "checkpoint complete"
-                    );
-                    self.completed.store(id, Ordering::Release);
-                    if let Err(e) = self.store.prune(&self.job, self.schedule.retain) {
-                        tracing::warn!(job = %self.job, "pruning old checkpoints failed: {e}");
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(job = %self.job, checkpoint = %CheckpointId(id), "checkpoint failed, the job goes on: {e}");
-                }
+            match self.regular(id, tasks, live, stop) {
+                Ok(true) => self.log_complete(id, last_time),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    job = %self.job,
+                    checkpoint = %CheckpointId(id),
+                    "checkpoint failed, the job goes on: {e}"
+                ),
             }
         }
     }
 
-    /// Takes checkpoint `id`: `Ok(None)` if the job started draining before every task saw the
-    /// barrier.
-    fn checkpoint(
+    fn log_complete(&self, id: u64, started: Instant) {
+        tracing::info!(
+            job = %self.job,
+            checkpoint = %CheckpointId(id),
+            millis = started.elapsed().as_millis() as u64,
+            "checkpoint complete"
+        );
+    }
+
+    /// Takes regular checkpoint `id`: `Ok(false)` if the job started draining before every task
+    /// saw the barrier.
+    fn regular(
         &self,
         id: u64,
         tasks: usize,
         live: &AtomicUsize,
         stop: &AtomicBool,
-    ) -> Result<Option<Manifest>> {
-        *self.lock() = Some(Inflight {
-            id,
-            acked: vec![false; tasks],
-            acks: 0,
-            uploads: Vec::new(),
-            error: None,
-        });
+    ) -> Result<bool> {
+        self.lock().regular = Some(Inflight::new(id));
         self.requested.store(id, Ordering::Release);
         let mut guard = self.lock();
         loop {
-            let Some(inflight) = guard.as_ref() else {
-                return Err(Error::Internal("checkpoint state vanished".into()));
-            };
-            if inflight.acks == tasks {
+            let acks = guard.regular.as_ref().map_or(0, |f| f.acked.len());
+            if acks == tasks {
                 break;
             }
-            if stop.load(Ordering::Acquire) || live.load(Ordering::Acquire) < tasks {
-                *guard = None;
-                return Ok(None);
+            let draining = self.final_id.load(Ordering::Acquire) != 0;
+            if stop.load(Ordering::Acquire) || live.load(Ordering::Acquire) < tasks || draining {
+                guard.regular = None;
+                return Ok(false);
             }
             guard = self
                 .changed
@@ -183,12 +202,21 @@ impl Coordinator {
                 .unwrap_or_else(|p| p.into_inner().0);
         }
         let inflight = guard
+            .regular
             .take()
             .ok_or_else(|| Error::Internal("checkpoint state vanished".into()))?;
         drop(guard);
+        self.commit(inflight)?;
+        Ok(true)
+    }
+
+    /// Waits for the uploads of `inflight`, writes its manifest, publishes its sink
+    /// transactions, and prunes old checkpoints.
+    fn commit(&self, inflight: Inflight) -> Result<()> {
         if let Some(e) = inflight.error {
             return Err(e);
         }
+        let id = inflight.id;
         let mut manifest = Manifest::new(self.job.clone(), CheckpointId(id), self.key_groups);
         for (stage, upload) in inflight.uploads {
             let info = upload.wait()?;
@@ -199,13 +227,73 @@ impl Coordinator {
             );
         }
         self.store.commit(&self.job, &manifest)?;
-        Ok(Some(manifest))
+        self.completed.fetch_max(id, Ordering::AcqRel);
+        // Committed: the sinks' staged output becomes visible. A failure from here on is redone
+        // by a restore of this checkpoint (publishing is idempotent).
+        for (stage, transaction) in &inflight.transactions {
+            if let Some(sink) = self.sinks.get(*stage).copied().flatten() {
+                sink.commit(transaction)?;
+            }
+        }
+        if let Err(e) = self.store.prune(&self.job, self.schedule.retain) {
+            tracing::warn!(job = %self.job, "pruning old checkpoints failed: {e}");
+        }
+        Ok(())
+    }
+
+    /// After every task ran to completion: commits the final checkpoint.
+    pub(crate) fn finish(&self, tasks: usize) -> Result<()> {
+        let started = Instant::now();
+        let inflight = self.lock().last.take();
+        let Some(inflight) = inflight else {
+            return Ok(());
+        };
+        if inflight.acked.len() != tasks {
+            return Err(Error::Internal(format!(
+                "final checkpoint: {} of {tasks} tasks reported",
+                inflight.acked.len()
+            )));
+        }
+        let id = inflight.id;
+        self.commit(inflight)?;
+        self.log_complete(id, started);
+        Ok(())
+    }
+
+    /// The in-flight checkpoint `id` is about, if any.
+    fn inflight(state: &mut State, id: u64) -> Option<&mut Inflight> {
+        if state.last.as_ref().is_some_and(|f| f.id == id) {
+            return state.last.as_mut();
+        }
+        state.regular.as_mut().filter(|f| f.id == id)
     }
 }
 
-impl Checkpoints for Coordinator {
+impl Checkpoints for Coordinator<'_> {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn final_id(&self) -> u64 {
+        let mut state = self.lock();
+        let current = self.final_id.load(Ordering::Acquire);
+        if current != 0 {
+            return current;
+        }
+        let id = self.last_id.fetch_add(1, Ordering::AcqRel) + 1;
+        state.last = Some(Inflight::new(id));
+        self.final_id.store(id, Ordering::Release);
+        drop(state);
+        self.changed.notify_all();
+        id
+    }
+
     fn requested(&self) -> u64 {
         self.requested.load(Ordering::Acquire)
+    }
+
+    fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Acquire)
     }
 
     fn records_read(&self, n: u64) {
@@ -213,6 +301,18 @@ impl Checkpoints for Coordinator {
     }
 
     fn part(&self, id: u64, stage: usize, part: String, bytes: Vec<u8>) {
+        let transactions = match self.sinks.get(stage).copied().flatten() {
+            Some(_) => match codec::decode::<Vec<String>>(&bytes) {
+                Ok(t) => t,
+                Err(e) => {
+                    if let Some(f) = Self::inflight(&mut self.lock(), id) {
+                        f.error.get_or_insert(e);
+                    }
+                    return;
+                }
+            },
+            None => Vec::new(),
+        };
         let upload = self.store.start_write_part(
             &self.job,
             CheckpointId(id),
@@ -220,8 +320,8 @@ impl Checkpoints for Coordinator {
             &part,
             bytes,
         );
-        let mut guard = self.lock();
-        let Some(inflight) = guard.as_mut().filter(|f| f.id == id) else {
+        let mut state = self.lock();
+        let Some(inflight) = Self::inflight(&mut state, id) else {
             return;
         };
         match upload {
@@ -230,19 +330,15 @@ impl Checkpoints for Coordinator {
                 inflight.error.get_or_insert(e);
             }
         }
+        inflight
+            .transactions
+            .extend(transactions.into_iter().map(|t| (stage, t)));
     }
 
     fn ack(&self, id: u64, task: TaskId) {
-        let mut guard = self.lock();
-        if let Some(inflight) = guard.as_mut().filter(|f| f.id == id) {
-            if let Some(seen) = inflight.acked.get_mut(task) {
-                if !*seen {
-                    *seen = true;
-                    inflight.acks += 1;
-                }
-            }
+        if let Some(inflight) = Self::inflight(&mut self.lock(), id) {
+            inflight.acked.insert(task);
         }
-        drop(guard);
         self.changed.notify_all();
     }
 }

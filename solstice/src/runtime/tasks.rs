@@ -113,6 +113,9 @@ impl<T: Send + 'static> Task for InputTask<T> {
                     self.try_complete_barrier(cx)?;
                     if self.ended.iter().all(|&e| e) {
                         self.chain.end(cx)?;
+                        if cx.checkpoints.enabled() {
+                            cx.checkpoints.ack(cx.checkpoints.final_id(), cx.task);
+                        }
                         self.finishing = true;
                         let flushed = self.chain.try_flush(cx)?;
                         return Ok(if flushed { Step::Done } else { Step::Wait });
@@ -174,7 +177,17 @@ impl<T: Send + 'static, R: SourceReader<T>> Task for SourceTask<T, R> {
                 self.chain.push(&mut self.buf, cx)?;
             }
             if !more {
+                let checkpointed = cx.checkpoints.enabled();
+                if checkpointed {
+                    let id = cx.checkpoints.final_id();
+                    let position = codec::encode(&self.reader.position()?)?;
+                    let part = format!("subtask-{:05}", cx.subtask);
+                    cx.checkpoints.part(id, self.stage, part, position);
+                }
                 self.chain.end(cx)?;
+                if checkpointed {
+                    cx.checkpoints.ack(cx.checkpoints.final_id(), cx.task);
+                }
                 self.finishing = true;
                 let flushed = self.chain.try_flush(cx)?;
                 return Ok(if flushed { Step::Done } else { Step::Wait });

@@ -142,6 +142,13 @@ fn line_at(path: &Path, offset: u64) -> Result<u64> {
     }
 }
 
+impl<T> JsonlReader<T> {
+    /// Records splits a restored checkpoint says are read completely.
+    pub(crate) fn finished(&mut self, keys: Vec<String>) {
+        self.done.extend(keys);
+    }
+}
+
 impl<T: DeserializeOwned + Send + 'static> JsonlReader<T> {
     pub(crate) fn read_batch(&mut self, out: &mut Vec<T>, max: usize) -> Result<bool> {
         let target = out.len() + max;

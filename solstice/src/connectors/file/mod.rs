@@ -225,18 +225,21 @@ impl<T: DeserializeOwned + Data> Source for FileSource<T> {
             )));
         }
         let mut splits = Vec::new();
+        let mut finished = Vec::new();
         for mut split in mine(jsonl::splits(&self.files), subtask, parallelism) {
             match positions.get(&split.key()) {
-                Some(&FINISHED) => continue,
-                Some(&at) if at > split.start => split.resume = Some(at),
-                _ => {}
+                // Still reported as finished, so that later checkpoints keep saying so.
+                Some(&FINISHED) => finished.push(split.key()),
+                Some(&at) if at > split.start => {
+                    split.resume = Some(at);
+                    splits.push(split);
+                }
+                _ => splits.push(split),
             }
-            splits.push(split);
         }
-        Ok(FileReader::Jsonl(JsonlReader::new(
-            splits,
-            self.rejects.clone(),
-        )))
+        let mut reader = JsonlReader::new(splits, self.rejects.clone());
+        reader.finished(finished);
+        Ok(FileReader::Jsonl(reader))
     }
 
     fn open(&self, subtask: usize, parallelism: usize) -> Result<FileReader<T>> {
@@ -365,6 +368,35 @@ fn part_index(name: &str, format: Format) -> Option<usize> {
         .ok()
 }
 
+impl<T: Serialize + DeserializeOwned + Data> FileSink<T> {
+    /// Opens a new in-progress file of `subtask`.
+    fn create(&self, subtask: usize) -> Result<(WriterFormat, PathBuf)> {
+        let ext = self.format.extension();
+        let temp = self
+            .dir
+            .join(format!(".part-{subtask:05}.{ext}.inprogress"));
+        let file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
+        let format = match self.format {
+            Format::Jsonl => WriterFormat::Jsonl(JsonlWriter {
+                out: BufWriter::with_capacity(256 << 10, file),
+            }),
+            Format::Csv => WriterFormat::Csv(CsvWriter::create(file, &self.csv)?),
+            Format::Parquet => {
+                let fields = parquet::fields_of::<T>(&self.stage)?;
+                WriterFormat::Parquet(ParquetWriter::create(file, fields, &self.parquet, &temp)?)
+            }
+        };
+        Ok((format, temp))
+    }
+}
+
+/// The published name of a staged file: `.NAME.pending` → `NAME`, in the same directory.
+fn published(staged: &Path) -> Option<PathBuf> {
+    let name = staged.file_name()?.to_str()?;
+    let name = name.strip_prefix('.')?.strip_suffix(".pending")?;
+    Some(staged.with_file_name(name))
+}
+
 impl<T: Serialize + DeserializeOwned + Data> Sink for FileSink<T> {
     type Item = T;
     type Writer = FileWriter<T>;
@@ -381,29 +413,52 @@ impl<T: Serialize + DeserializeOwned + Data> Sink for FileSink<T> {
                 }
             }
         }
-        let target = self.part_path(subtask);
-        let ext = self.format.extension();
-        let temp = self
-            .dir
-            .join(format!(".part-{subtask:05}.{ext}.inprogress"));
-        let file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
-        let format = match self.format {
-            Format::Jsonl => WriterFormat::Jsonl(JsonlWriter {
-                out: BufWriter::with_capacity(256 << 10, file),
-            }),
-            Format::Csv => WriterFormat::Csv(CsvWriter::create(file, &self.csv)?),
-            Format::Parquet => {
-                let fields = parquet::fields_of::<T>(&self.stage)?;
-                WriterFormat::Parquet(ParquetWriter::create(file, fields, &self.parquet, &temp)?)
-            }
-        };
+        let current = Some(self.create(subtask)?);
         Ok(FileWriter {
-            format,
-            temp,
-            target,
-            stage: self.stage.clone(),
-            _t: PhantomData,
+            sink: FileSink {
+                dir: self.dir.clone(),
+                stage: self.stage.clone(),
+                format: self.format,
+                csv: self.csv.clone(),
+                parquet: self.parquet.clone(),
+                _t: PhantomData,
+            },
+            subtask,
+            current,
+            written: false,
+            target: self.part_path(subtask),
         })
+    }
+
+    fn commit(&self, transaction: &str) -> Result<()> {
+        let staged = PathBuf::from(transaction);
+        let target = published(&staged)
+            .ok_or_else(|| Error::Internal(format!("`{transaction}` is not a staged part file")))?;
+        match std::fs::rename(&staged, &target) {
+            Ok(()) => Ok(()),
+            // Published by an earlier attempt: committing is idempotent.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && target.exists() => Ok(()),
+            Err(e) => Err(Error::io(&staged, e)),
+        }
+    }
+
+    fn discard_uncommitted(&self, keep: &[String]) -> Result<()> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(&self.dir, e)),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let staged = name.starts_with(".part-") && name.ends_with(".pending");
+            let open = name.starts_with(".part-") && name.ends_with(".inprogress");
+            let kept = keep.iter().any(|k| Path::new(k) == path);
+            if (staged && !kept) || open {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -413,19 +468,44 @@ enum WriterFormat {
     Parquet(ParquetWriter),
 }
 
-/// Writes one sink subtask's part file.
+impl WriterFormat {
+    fn close(&mut self, temp: &Path) -> Result<()> {
+        match self {
+            WriterFormat::Jsonl(w) => w.finish(temp),
+            WriterFormat::Csv(w) => w.finish(temp),
+            WriterFormat::Parquet(w) => w.finish(temp),
+        }
+    }
+}
+
+/// Writes one sink subtask's part files: `part-{subtask:05}.<ext>` when the job takes no
+/// checkpoints; with checkpoints, one file per checkpoint interval, staged at the barrier
+/// (`.part-{subtask:05}-{checkpoint:08}.<ext>.pending`) and published when the checkpoint is
+/// complete (`part-{subtask:05}-{checkpoint:08}.<ext>`; the tail goes with the final checkpoint,
+/// taken at end of stream).
 pub struct FileWriter<T> {
-    format: WriterFormat,
-    temp: PathBuf,
+    sink: FileSink<T>,
+    subtask: usize,
+    current: Option<(WriterFormat, PathBuf)>,
+    /// Whether records went into `current`.
+    written: bool,
     target: PathBuf,
-    stage: String,
-    _t: PhantomData<fn(T)>,
 }
 
 impl<T: Serialize + DeserializeOwned + Data> SinkWriter<T> for FileWriter<T> {
     fn write_batch(&mut self, batch: &mut Vec<T>) -> Result<()> {
-        let (temp, stage) = (&self.temp, &self.stage);
-        match &mut self.format {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.current.is_none() {
+            self.current = Some(self.sink.create(self.subtask)?);
+        }
+        self.written = true;
+        let Some((format, temp)) = self.current.as_mut() else {
+            return Err(Error::Internal("no open part file".into()));
+        };
+        let stage = &self.sink.stage;
+        match format {
             WriterFormat::Jsonl(w) => w.write(batch, temp, stage),
             WriterFormat::Csv(w) => w.write(batch, temp, stage),
             WriterFormat::Parquet(w) => w.write(batch, temp, stage),
@@ -433,12 +513,30 @@ impl<T: Serialize + DeserializeOwned + Data> SinkWriter<T> for FileWriter<T> {
     }
 
     fn finish(&mut self) -> Result<()> {
-        match &mut self.format {
-            WriterFormat::Jsonl(w) => w.finish(&self.temp)?,
-            WriterFormat::Csv(w) => w.finish(&self.temp)?,
-            WriterFormat::Parquet(w) => w.finish(&self.temp)?,
+        if let Some((mut format, temp)) = self.current.take() {
+            format.close(&temp)?;
+            std::fs::rename(&temp, &self.target).map_err(|e| Error::io(&self.target, e))?;
         }
-        std::fs::rename(&self.temp, &self.target).map_err(|e| Error::io(&self.target, e))
+        Ok(())
+    }
+
+    fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<String>> {
+        let Some((mut format, temp)) = self.current.take() else {
+            return Ok(None);
+        };
+        format.close(&temp)?;
+        if !std::mem::take(&mut self.written) {
+            // Nothing since the last checkpoint: no empty file to publish.
+            std::fs::remove_file(&temp).map_err(|e| Error::io(&temp, e))?;
+            return Ok(None);
+        }
+        let ext = self.sink.format.extension();
+        let staged = self.sink.dir.join(format!(
+            ".part-{:05}-{checkpoint:08}.{ext}.pending",
+            self.subtask
+        ));
+        std::fs::rename(&temp, &staged).map_err(|e| Error::io(&staged, e))?;
+        Ok(Some(staged.display().to_string()))
     }
 }
 
