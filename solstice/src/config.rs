@@ -70,6 +70,19 @@ pub struct JobSection {
     pub channel_capacity: usize,
     /// Checkpointing; absent: no checkpoints.
     pub checkpoint: Option<CheckpointSection>,
+    /// What to do when the job fails (default: no restart).
+    pub restart: RestartSection,
+}
+
+/// `job.restart:` the restart strategy.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartSection {
+    /// Restarts from the last complete checkpoint before giving up (default 0; needs
+    /// `job.checkpoint` to restart anywhere but at the beginning).
+    pub attempts: usize,
+    /// Wait before each restart, in milliseconds (default 0).
+    pub backoff_ms: u64,
 }
 
 /// `job.checkpoint:` settings.
@@ -124,6 +137,7 @@ impl Default for JobSection {
             batch_size: 1024,
             channel_capacity: 16,
             checkpoint: None,
+            restart: RestartSection::default(),
         }
     }
 }
@@ -396,6 +410,13 @@ impl Config {
             if c.interval_records == Some(0) {
                 return err("job.checkpoint.interval_records: must be at least 1".into());
             }
+        }
+        if self.job.restart.attempts > 0 && self.job.checkpoint.is_none() {
+            return err(
+                "job.restart: restarting needs `job.checkpoint` (without it a restart would \
+                 repeat the output written before the failure)"
+                    .into(),
+            );
         }
         if self.runtime.threads == Some(0) {
             return err("runtime.threads: must be at least 1".into());

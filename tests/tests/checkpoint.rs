@@ -19,6 +19,13 @@ pub struct Event {
 /// The id at which `guard` panics (0: never); each test sets it before a run that must fail.
 static FAIL_AT: AtomicU64 = AtomicU64::new(0);
 
+/// The failure switches are process-wide: the tests of this file run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[solstice::pipeline]
 pub mod sums {
     use super::*;
@@ -105,6 +112,7 @@ fn totals(state: &sums::State) -> BTreeMap<String, (u64, u64)> {
 
 #[test]
 fn restore_after_a_failure_gives_the_failure_free_state() {
+    let _serial = serial();
     let dir = temp_dir();
     let input = events(300_000);
     write_jsonl(&dir.path().join("events.jsonl"), &input);
@@ -147,6 +155,7 @@ fn restore_after_a_failure_gives_the_failure_free_state() {
 
 #[test]
 fn corrupt_newest_checkpoint_falls_back_to_the_previous_one() {
+    let _serial = serial();
     let dir = temp_dir();
     let input = events(200_000);
     write_jsonl(&dir.path().join("events.jsonl"), &input);
@@ -199,6 +208,8 @@ pub struct Running {
 
 /// The id at which `guard2` panics (0: never).
 static FAIL_OUT_AT: AtomicU64 = AtomicU64::new(0);
+/// When set, `guard2` panics at `FAIL_OUT_AT` once, then lets it pass (a transient failure).
+static FAIL_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Emits every running total to files: the output shows any record lost or written twice.
 /// One source subtask up to the keyed exchange keeps each key's records in input order, so each
@@ -215,6 +226,9 @@ pub mod running {
     #[map]
     pub fn guard2(e: Event) -> Event {
         if e.id == FAIL_OUT_AT.load(Ordering::Relaxed) {
+            if FAIL_ONCE.swap(false, Ordering::Relaxed) {
+                FAIL_OUT_AT.store(0, Ordering::Relaxed);
+            }
             panic!("injected failure at event {}", e.id);
         }
         e
@@ -264,6 +278,7 @@ fn published(dir: &std::path::Path) -> (Vec<Running>, Vec<String>) {
 
 #[test]
 fn file_sink_output_is_exactly_once_across_a_failure_and_restore() {
+    let _serial = serial();
     let dir = temp_dir();
     let input = events(200_000);
     write_jsonl(&dir.path().join("events.jsonl"), &input);
@@ -334,4 +349,44 @@ fn file_sink_output_is_exactly_once_across_a_failure_and_restore() {
         before,
         files(&out)
     );
+}
+
+#[test]
+fn restart_strategy_recovers_from_a_transient_failure_with_exact_output() {
+    let _serial = serial();
+    let dir = temp_dir();
+    let input = events(150_000);
+    write_jsonl(&dir.path().join("events.jsonl"), &input);
+    let mut expected = Vec::new();
+    let mut acc: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for e in &input {
+        let t = acc.entry(e.key.clone()).or_default();
+        t.0 += e.value;
+        t.1 += 1;
+        expected.push(Running {
+            key: e.key.clone(),
+            count: t.1,
+            sum: t.0,
+        });
+    }
+    expected.sort();
+    let out = dir.path().join("out");
+    let yaml = format!(
+        "{}sinks: {{ out: {{ path: '{}' }} }}\n",
+        yaml(dir.path()).replace(
+            "job:\n",
+            "job:\n  restart: { attempts: 2, backoff_ms: 10 }\n"
+        ),
+        out.display()
+    );
+    FAIL_ONCE.store(true, Ordering::Relaxed);
+    FAIL_OUT_AT.store(120_000, Ordering::Relaxed);
+    let result = running::job(config(&yaml, &[])).unwrap().run().unwrap();
+    assert_eq!(result.restarts, 1);
+    let (records, hidden) = published(&out);
+    assert!(
+        records == expected,
+        "the output differs from the failure-free output"
+    );
+    assert!(hidden.is_empty(), "{hidden:?}");
 }

@@ -216,15 +216,48 @@ impl Job {
     }
 
     /// Runs the job to completion on `runtime.threads` threads.
-    pub fn run(self) -> Result<JobResult> {
+    pub fn run(mut self) -> Result<JobResult> {
         let started = Instant::now();
-        let threads = self.config.threads();
-        tracing::info!(job = %self.id, threads, tasks = self.plan.task_count(), "job starting");
+        tracing::info!(
+            job = %self.id,
+            threads = self.config.threads(),
+            tasks = self.plan.task_count(),
+            "job starting"
+        );
         for node in &self.graph.nodes {
             if let NodeImpl::Source(source) = &node.imp {
                 source.start()?;
             }
         }
+        let restart = self.config.job.restart.clone();
+        let mut attempt = 0;
+        loop {
+            match self.run_once() {
+                Ok(mut result) => {
+                    result.duration = started.elapsed();
+                    result.restarts = attempt;
+                    return Ok(result);
+                }
+                Err(e) if attempt < restart.attempts && restartable(&e) => {
+                    attempt += 1;
+                    tracing::warn!(
+                        job = %self.id,
+                        attempt,
+                        of = restart.attempts,
+                        "restarting from the last complete checkpoint after: {e}"
+                    );
+                    std::thread::sleep(Duration::from_millis(restart.backoff_ms));
+                    self.restore = Some(Restore::Latest);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One attempt: restore if asked, run every task to completion.
+    fn run_once(&self) -> Result<JobResult> {
+        let started = Instant::now();
+        let threads = self.config.threads();
         let store = self.checkpoint_store()?;
         let restored = self.open_restore(store.as_ref())?;
         let positions = match &restored {
@@ -234,8 +267,18 @@ impl Job {
             }
             None => HashMap::new(),
         };
-        if let Some(c) = &restored {
-            self.recover_sinks(c)?;
+        match &restored {
+            Some(c) => self.recover_sinks(c)?,
+            // Restarting before any checkpoint completed: nothing was published; what the failed
+            // attempt staged is dropped.
+            None if self.restore.is_some() => {
+                for node in &self.graph.nodes {
+                    if let NodeImpl::Sink(sink) = &node.imp {
+                        sink.discard_uncommitted(&[])?;
+                    }
+                }
+            }
+            None => {}
         }
         let restored_id = restored.as_ref().map_or(0, |c| c.id().0);
         let restored = restored.map(Arc::new);
@@ -316,6 +359,7 @@ impl Job {
             peak_batches_in_flight: counters.peak_in_flight.load(Ordering::Relaxed),
             tasks: self.plan.task_count(),
             counters: self.metrics.snapshot(),
+            restarts: 0,
             last_checkpoint: coordinator
                 .as_ref()
                 .map(Checkpoints::completed)
@@ -480,6 +524,15 @@ impl Job {
     }
 }
 
+/// Failures a restart can get past: a stage's panic or error, a state backend hiccup. Config
+/// and plan errors would fail again.
+fn restartable(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::StagePanic { .. } | Error::Stage { .. } | Error::Backend { .. } | Error::Io { .. }
+    )
+}
+
 /// Every stage that emits records has a downstream stage; key_by feeds stateful stages only;
 /// stateful stages read key_by stages only.
 fn check_graph(graph: &Graph) -> Result<()> {
@@ -561,6 +614,8 @@ pub struct JobResult {
     pub tasks: usize,
     /// The newest complete checkpoint when the job ended (including one it restored from).
     pub last_checkpoint: Option<u64>,
+    /// Restarts after failures (`job.restart`).
+    pub restarts: usize,
     /// The job's counters, e.g. `orders.skipped`: records a source skipped under `on_error: skip`.
     pub counters: std::collections::BTreeMap<String, u64>,
     final_states: Vec<(String, Box<dyn Any + Send>)>,
