@@ -258,6 +258,24 @@ pub mod running {
     dag! { events -> guard2 -> by_key -> total -> out }
 }
 
+/// Every running total of the failure-free run, sorted.
+fn running_totals(input: &[Event]) -> Vec<Running> {
+    let mut expected = Vec::new();
+    let mut acc: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for e in input {
+        let t = acc.entry(e.key.clone()).or_default();
+        t.0 += e.value;
+        t.1 += 1;
+        expected.push(Running {
+            key: e.key.clone(),
+            count: t.1,
+            sum: t.0,
+        });
+    }
+    expected.sort();
+    expected
+}
+
 fn published(dir: &std::path::Path) -> (Vec<Running>, Vec<String>) {
     let mut records = Vec::new();
     let mut hidden = Vec::new();
@@ -282,19 +300,7 @@ fn file_sink_output_is_exactly_once_across_a_failure_and_restore() {
     let dir = temp_dir();
     let input = events(200_000);
     write_jsonl(&dir.path().join("events.jsonl"), &input);
-    let mut expected = Vec::new();
-    let mut acc: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for e in &input {
-        let t = acc.entry(e.key.clone()).or_default();
-        t.0 += e.value;
-        t.1 += 1;
-        expected.push(Running {
-            key: e.key.clone(),
-            count: t.1,
-            sum: t.0,
-        });
-    }
-    expected.sort();
+    let expected = running_totals(&input);
     let out = dir.path().join("out");
     let yaml = format!(
         "{}sinks: {{ out: {{ path: '{}' }} }}\n",
@@ -357,19 +363,7 @@ fn restart_strategy_recovers_from_a_transient_failure_with_exact_output() {
     let dir = temp_dir();
     let input = events(150_000);
     write_jsonl(&dir.path().join("events.jsonl"), &input);
-    let mut expected = Vec::new();
-    let mut acc: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for e in &input {
-        let t = acc.entry(e.key.clone()).or_default();
-        t.0 += e.value;
-        t.1 += 1;
-        expected.push(Running {
-            key: e.key.clone(),
-            count: t.1,
-            sum: t.0,
-        });
-    }
-    expected.sort();
+    let expected = running_totals(&input);
     let out = dir.path().join("out");
     let yaml = format!(
         "{}sinks: {{ out: {{ path: '{}' }} }}\n",
