@@ -384,3 +384,37 @@ fn restart_strategy_recovers_from_a_transient_failure_with_exact_output() {
     );
     assert!(hidden.is_empty(), "{hidden:?}");
 }
+
+#[test]
+fn checkpoints_on_demand_from_a_running_job() {
+    let _serial = serial();
+    let dir = temp_dir();
+    let input = events(300_000);
+    write_jsonl(&dir.path().join("events.jsonl"), &input);
+    // No interval: checkpoints happen only when asked for.
+    let yaml = yaml(dir.path()).replace("interval_records: 20000, ", "");
+    let runner = sums::job(config(&yaml, &[])).unwrap().start();
+    let first = runner.trigger_checkpoint().unwrap();
+    let second = runner.trigger_checkpoint().unwrap();
+    assert!(second > first);
+    let mut result = runner.wait().unwrap();
+    let state = sums::State::from_result(&mut result).unwrap();
+    assert_eq!(totals(&state), reference(&input));
+    let store = sums::job(config(&yaml, &[]))
+        .unwrap()
+        .checkpoint_store()
+        .unwrap()
+        .unwrap();
+    let taken = store.list("sums").unwrap();
+    assert!(taken.contains(&second), "{taken:?}");
+
+    // Without `job.checkpoint` there is nothing to trigger.
+    let plain = format!(
+        "sources: {{ events: {{ path: '{}' }} }}\n",
+        dir.path().join("events.jsonl").display()
+    );
+    let runner = sums::job(config(&plain, &[])).unwrap().start();
+    let err = runner.trigger_checkpoint().unwrap_err().to_string();
+    assert!(err.contains("no `job.checkpoint`"), "{err}");
+    runner.wait().unwrap();
+}

@@ -16,7 +16,7 @@ use crate::core::task::{Checkpoints, JobCounters, NoCheckpoints};
 use crate::core::{AnyBox, StageKind};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::runtime::coordinator::{Coordinator, Schedule};
+use crate::runtime::coordinator::{Coordinator, Schedule, Triggers};
 use crate::runtime::executor::{self, TaskSlot};
 use crate::state::checkpoint::{CheckpointStore, OpenCheckpoint};
 use crate::state::keyed::{Key, KeyedState, StateValue};
@@ -33,6 +33,48 @@ pub struct Job {
     config: Config,
     metrics: Metrics,
     restore: Option<Restore>,
+    triggers: Arc<Triggers>,
+}
+
+/// A job running on its own thread (see [`Job::start`]).
+pub struct Runner {
+    triggers: Arc<Triggers>,
+    checkpoints: bool,
+    handle: std::io::Result<std::thread::JoinHandle<Result<JobResult>>>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner").finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// Takes a checkpoint now (after the one in flight, if any) and waits until it is complete.
+    /// Fails when the job takes no checkpoints, when the checkpoint fails, or when the job ends
+    /// first.
+    pub fn trigger_checkpoint(&self) -> Result<CheckpointId> {
+        if !self.checkpoints {
+            return Err(Error::Plan(
+                "the job takes no checkpoints (no `job.checkpoint`)".into(),
+            ));
+        }
+        let seen = self.triggers.request();
+        let done = || self.handle.as_ref().map_or(true, |h| h.is_finished());
+        self.triggers.wait_after(seen, done).map_err(Error::Plan)
+    }
+
+    /// Waits for the job to end.
+    pub fn wait(self) -> Result<JobResult> {
+        match self.handle {
+            Ok(handle) => handle
+                .join()
+                .map_err(|_| Error::Internal("the job's thread panicked".into()))?,
+            Err(e) => Err(Error::Internal(format!(
+                "cannot start the job's thread: {e}"
+            ))),
+        }
+    }
 }
 
 /// Which checkpoint a job restores from.
@@ -97,6 +139,7 @@ impl Job {
             config,
             metrics,
             restore: None,
+            triggers: Arc::default(),
         })
     }
 
@@ -114,6 +157,26 @@ impl Job {
     pub fn explain(&self) -> String {
         self.plan
             .explain(&self.graph, &self.id, self.config.threads())
+    }
+
+    /// Restores the job's state from checkpoint `id` when it runs.
+    pub fn restore_from_checkpoint(&mut self, id: CheckpointId) {
+        self.restore = Some(Restore::Id(id.0));
+    }
+
+    /// Starts the job on a thread of its own; the [`Runner`] takes checkpoints on demand and
+    /// waits for the result.
+    pub fn start(self) -> Runner {
+        let triggers = self.triggers.clone();
+        let checkpoints = self.config.job.checkpoint.is_some();
+        let handle = std::thread::Builder::new()
+            .name(format!("solstice-job-{}", self.id))
+            .spawn(move || self.run());
+        Runner {
+            triggers,
+            checkpoints,
+            handle,
+        }
     }
 
     /// Restores the job's state from a checkpoint when it runs: the latest complete one (falling
@@ -316,6 +379,7 @@ impl Job {
                         interval_records: c.interval_records,
                         retain: c.retain,
                     },
+                    &self.triggers,
                     restored_id,
                     last_used,
                 ))

@@ -32,6 +32,60 @@ pub(crate) struct Schedule {
     pub retain: usize,
 }
 
+/// Checkpoints asked for on demand (`Runner::trigger_checkpoint`) and the outcome of each
+/// checkpoint taken since, shared by the job's runs (restarts included).
+#[derive(Debug, Default)]
+pub(crate) struct Triggers {
+    requested: AtomicBool,
+    /// Outcomes reported, counted, and the last one.
+    outcomes: Mutex<(u64, Option<std::result::Result<CheckpointId, String>>)>,
+    reported: Condvar,
+}
+
+impl Triggers {
+    /// Asks for a checkpoint; returns the count of outcomes so far, to wait for a later one.
+    pub(crate) fn request(&self) -> u64 {
+        let seen = self.outcomes.lock().unwrap_or_else(|p| p.into_inner()).0;
+        self.requested.store(true, Ordering::Release);
+        seen
+    }
+
+    fn take_request(&self) -> bool {
+        self.requested.swap(false, Ordering::AcqRel)
+    }
+
+    fn report(&self, outcome: std::result::Result<CheckpointId, String>) {
+        let mut guard = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0 += 1;
+        guard.1 = Some(outcome);
+        self.reported.notify_all();
+    }
+
+    /// Waits until an outcome after the `seen`-th is reported, or `done()` says the job ended.
+    pub(crate) fn wait_after(
+        &self,
+        seen: u64,
+        done: impl Fn() -> bool,
+    ) -> std::result::Result<CheckpointId, String> {
+        let mut guard = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if guard.0 > seen {
+                if let Some(outcome) = &guard.1 {
+                    return outcome.clone();
+                }
+            }
+            if done() {
+                return Err("the job ended before the checkpoint was taken".into());
+            }
+            guard = self
+                .reported
+                .wait_timeout(guard, Duration::from_millis(20))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+}
+
 /// A checkpoint being taken.
 struct Inflight {
     id: u64,
@@ -69,6 +123,8 @@ pub(crate) struct Coordinator<'a> {
     /// Per stage, its sink connector (publishes staged transactions).
     sinks: Vec<Option<&'a dyn ErasedSink>>,
     schedule: Schedule,
+    /// Checkpoints asked for on demand, and their outcomes.
+    triggers: &'a Triggers,
     /// The checkpoint sources are asked to start (0 until the first one of this run).
     requested: AtomicU64,
     /// The highest checkpoint id used so far, by this run or earlier ones.
@@ -92,6 +148,7 @@ impl<'a> Coordinator<'a> {
         stage_parallelism: Vec<usize>,
         sinks: Vec<Option<&'a dyn ErasedSink>>,
         schedule: Schedule,
+        triggers: &'a Triggers,
         last_completed: u64,
         last_used: u64,
     ) -> Coordinator<'a> {
@@ -103,6 +160,7 @@ impl<'a> Coordinator<'a> {
             stage_parallelism,
             sinks,
             schedule,
+            triggers,
             requested: AtomicU64::new(0),
             // New checkpoints never reuse an id: an earlier run may have left parts (or a
             // complete checkpoint newer than the one restored) under it.
@@ -137,10 +195,11 @@ impl<'a> Coordinator<'a> {
                 continue;
             }
             let records = self.records.load(Ordering::Relaxed);
-            let due = self
-                .schedule
-                .interval
-                .is_some_and(|i| last_time.elapsed() >= i)
+            let due = self.triggers.take_request()
+                || self
+                    .schedule
+                    .interval
+                    .is_some_and(|i| last_time.elapsed() >= i)
                 || self
                     .schedule
                     .interval_records
@@ -152,15 +211,25 @@ impl<'a> Coordinator<'a> {
             last_records = records;
             // Ids only grow: the barriers of an abandoned checkpoint may still be in flight.
             let id = self.last_id.fetch_add(1, Ordering::AcqRel) + 1;
-            match self.regular(id, tasks, live, stop) {
-                Ok(true) => self.log_complete(id, last_time),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(
-                    job = %self.job,
-                    checkpoint = %CheckpointId(id),
-                    "checkpoint failed, the job goes on: {e}"
-                ),
-            }
+            let outcome = match self.regular(id, tasks, live, stop) {
+                Ok(true) => {
+                    self.log_complete(id, last_time);
+                    Ok(CheckpointId(id))
+                }
+                Ok(false) => Err(format!(
+                    "checkpoint {} abandoned: the job is ending",
+                    CheckpointId(id)
+                )),
+                Err(e) => {
+                    tracing::warn!(
+                        job = %self.job,
+                        checkpoint = %CheckpointId(id),
+                        "checkpoint failed, the job goes on: {e}"
+                    );
+                    Err(format!("checkpoint {} failed: {e}", CheckpointId(id)))
+                }
+            };
+            self.triggers.report(outcome);
         }
     }
 
