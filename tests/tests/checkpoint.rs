@@ -418,3 +418,49 @@ fn checkpoints_on_demand_from_a_running_job() {
     assert!(err.contains("no `job.checkpoint`"), "{err}");
     runner.wait().unwrap();
 }
+
+#[test]
+fn csv_and_parquet_sources_resume_from_a_checkpoint() {
+    let _serial = serial();
+    let input = events(300_000);
+    for format in ["csv", "parquet"] {
+        let dir = temp_dir();
+        let file = dir.path().join(format!("events.{format}"));
+        let mut sink = solstice::connectors::FileSink::<Event>::with_format(
+            dir.path().join("gen"),
+            if format == "csv" {
+                solstice::config::Format::Csv
+            } else {
+                solstice::config::Format::Parquet
+            },
+        );
+        if format == "parquet" {
+            // Many row groups, so that two source subtasks share the file.
+            let cfg = config(
+                &format!(
+                    "sinks: {{ out: {{ path: '{}', format: parquet, parquet: {{ row_group_size: 20000 }} }} }}",
+                    dir.path().join("gen").display()
+                ),
+                &[],
+            );
+            let mut sink_cfg = cfg.sinks["out"].clone();
+            sink_cfg.stage = "out".into();
+            sink = solstice::connectors::FileSink::from_config(&sink_cfg).unwrap();
+        }
+        let mut w = sink.open(0, 1).unwrap();
+        w.write_batch(&mut input.clone()).unwrap();
+        w.finish().unwrap();
+        std::fs::rename(dir.path().join(format!("gen/part-00000.{format}")), &file).unwrap();
+
+        let yaml = yaml(dir.path()).replace("events.jsonl", &format!("events.{format}"));
+        FAIL_AT.store(250_000, Ordering::Relaxed);
+        assert!(
+            run(&yaml, &[], None).is_err(),
+            "{format}: the injected failure"
+        );
+        FAIL_AT.store(0, Ordering::Relaxed);
+        let (result, state) = run(&yaml, &[], Some(Restore::Latest)).unwrap();
+        assert!(result.last_checkpoint.is_some());
+        assert_eq!(totals(&state), reference(&input), "{format}");
+    }
+}

@@ -38,6 +38,8 @@ struct Open {
 /// Reads the CSV files of one subtask.
 pub struct CsvReader<T> {
     files: VecDeque<PathBuf>,
+    /// Restored: where to resume in a file (byte offset and line of the next record).
+    resume: std::collections::HashMap<PathBuf, (u64, u64)>,
     /// Files read to the end.
     done: Vec<PathBuf>,
     current: Option<Open>,
@@ -51,6 +53,7 @@ impl<T> CsvReader<T> {
     pub(crate) fn new(files: Vec<PathBuf>, options: CsvOptions, rejects: Rejects) -> Self {
         CsvReader {
             files: files.into(),
+            resume: std::collections::HashMap::new(),
             done: Vec::new(),
             current: None,
             record: csv::ByteRecord::new(),
@@ -77,6 +80,11 @@ impl<T> CsvReader<T> {
         } else {
             None
         };
+        if let Some(&(byte, line)) = self.resume.get(&path) {
+            let mut at = csv::Position::new();
+            at.set_byte(byte).set_line(line);
+            reader.seek(at).map_err(|e| csv_error(&path, line, &e))?;
+        }
         Ok(Open {
             path,
             reader,
@@ -103,6 +111,27 @@ fn raw(record: &csv::ByteRecord, delimiter: char) -> String {
         .map(|f| String::from_utf8_lossy(f).into_owned())
         .collect();
     fields.join(&delimiter.to_string())
+}
+
+impl<T> CsvReader<T> {
+    /// Applies restored positions: finished files stay finished, the others resume at their
+    /// byte offset.
+    pub(crate) fn restore(&mut self, positions: &Positions) {
+        let mut files = VecDeque::new();
+        for path in self.files.drain(..) {
+            let key = path.display().to_string();
+            match positions.get(&key) {
+                Some(&FINISHED) => self.done.push(path),
+                Some(&byte) if byte > 0 => {
+                    let line = positions.get(&format!("{key}#line")).copied().unwrap_or(1);
+                    self.resume.insert(path.clone(), (byte, line));
+                    files.push_back(path);
+                }
+                _ => files.push_back(path),
+            }
+        }
+        self.files = files;
+    }
 }
 
 impl<T: DeserializeOwned + Send + 'static> CsvReader<T> {

@@ -218,11 +218,16 @@ impl<T: DeserializeOwned + Data> Source for FileSource<T> {
         if positions.is_empty() {
             return self.open(subtask, parallelism);
         }
-        if self.format != Format::Jsonl {
-            return Err(Error::Plan(format!(
-                "resuming a {:?} source from a checkpoint is not supported by this build",
-                self.format
-            )));
+        match self.open(subtask, parallelism)? {
+            FileReader::Csv(mut r) => {
+                r.restore(positions);
+                return Ok(FileReader::Csv(r));
+            }
+            FileReader::Parquet(mut r) => {
+                r.restore(positions);
+                return Ok(FileReader::Parquet(r));
+            }
+            FileReader::Jsonl(_) => {}
         }
         let mut splits = Vec::new();
         let mut finished = Vec::new();

@@ -60,6 +60,8 @@ struct Open {
 /// Reads the row groups of one subtask.
 pub struct ParquetReader<T> {
     groups: VecDeque<RowGroup>,
+    /// Restored: rows of a row group already read.
+    resume: std::collections::HashMap<String, usize>,
     /// Row groups read to the end.
     done: Vec<RowGroup>,
     current: Option<Open>,
@@ -71,6 +73,7 @@ impl<T> ParquetReader<T> {
     pub(crate) fn new(groups: Vec<RowGroup>, rejects: Rejects) -> Self {
         ParquetReader {
             groups: groups.into(),
+            resume: std::collections::HashMap::new(),
             done: Vec::new(),
             current: None,
             rejects,
@@ -79,19 +82,20 @@ impl<T> ParquetReader<T> {
     }
 }
 
-fn open(group: RowGroup, batch_size: usize) -> Result<Open> {
+fn open(group: RowGroup, batch_size: usize, skip: usize) -> Result<Open> {
     let file = File::open(&group.path).map_err(|e| Error::io(&group.path, e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| {
             b.with_row_groups(vec![group.index])
                 .with_batch_size(batch_size)
+                .with_offset(skip)
                 .build()
         })
         .map_err(|e| bad_file(&group.path, e))?;
     Ok(Open {
         group,
         reader,
-        row: 0,
+        row: skip,
     })
 }
 
@@ -101,7 +105,10 @@ impl<T: DeserializeOwned + Send + 'static> ParquetReader<T> {
             let cur = match &mut self.current {
                 Some(c) => c,
                 None => match self.groups.pop_front() {
-                    Some(g) => self.current.insert(open(g, max.max(1))?),
+                    Some(g) => {
+                        let skip = self.resume.get(&g.key()).copied().unwrap_or(0);
+                        self.current.insert(open(g, max.max(1), skip)?)
+                    }
                     None => return Ok(false),
                 },
             };
@@ -166,6 +173,23 @@ impl RowGroup {
 }
 
 impl<T> ParquetReader<T> {
+    /// Applies restored positions: finished row groups stay finished, the others skip the rows
+    /// already read.
+    pub(crate) fn restore(&mut self, positions: &Positions) {
+        let mut groups = VecDeque::new();
+        for group in self.groups.drain(..) {
+            match positions.get(&group.key()) {
+                Some(&FINISHED) => self.done.push(group),
+                Some(&rows) if rows > 0 => {
+                    self.resume.insert(group.key(), rows as usize);
+                    groups.push_back(group);
+                }
+                _ => groups.push_back(group),
+            }
+        }
+        self.groups = groups;
+    }
+
     /// Row group → rows read, or `FINISHED`.
     pub(crate) fn position(&self) -> Positions {
         let mut at: Positions = self.done.iter().map(|g| (g.key(), FINISHED)).collect();
