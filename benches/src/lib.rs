@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod checkpoints;
 pub mod data;
 pub mod digest;
 pub mod error;

@@ -77,3 +77,29 @@ fn the_binary_measures_in_child_processes_and_prints_the_table() {
     assert!(stdout.contains("w3 etl scaling"), "{stdout}");
     assert!(!stdout.contains("MISMATCH") && !stderr.contains("MISMATCH"));
 }
+
+#[test]
+fn checkpoint_measurements_run_at_tiny_size() {
+    use solstice_bench::checkpoints as ck;
+    let dir = tempfile::tempdir().expect("temp dir");
+    for w in [Workload::W2, Workload::W3] {
+        let records = Scale::Tiny.records(w);
+        w.prepare(dir.path(), records).expect("generate input");
+        let ctx = RunCtx {
+            records,
+            threads: 2,
+            data: dir.path().to_path_buf(),
+            work: work_dir(dir.path(), w, Engine::Solstice, 2),
+            overrides: Vec::new(),
+        };
+        let chk = dir.path().join(format!("chk-{}", w.name()));
+        let m = match w {
+            Workload::W2 => ck::w2(&ctx, Some(&chk)),
+            _ => ck::w3(&ctx, Some(&chk)),
+        }
+        .expect("checkpointed run");
+        assert!(!m.checkpoints.is_empty(), "at least the final checkpoint");
+    }
+    // The restart measurement needs a job that outlives its first checkpoint: it runs at
+    // full size in `solstice-bench checkpoints` only.
+}

@@ -16,6 +16,7 @@ use crate::core::task::{Checkpoints, JobCounters, NoCheckpoints};
 use crate::core::{AnyBox, StageKind};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+pub use crate::runtime::coordinator::CheckpointStats;
 use crate::runtime::coordinator::{Coordinator, Schedule, Triggers};
 use crate::runtime::executor::{self, TaskSlot};
 use crate::state::checkpoint::{CheckpointStore, OpenCheckpoint};
@@ -424,6 +425,7 @@ impl Job {
             tasks: self.plan.task_count(),
             counters: self.metrics.snapshot(),
             restarts: 0,
+            checkpoints: coordinator.as_ref().map(|c| c.stats()).unwrap_or_default(),
             last_checkpoint: coordinator
                 .as_ref()
                 .map(Checkpoints::completed)
@@ -680,6 +682,8 @@ pub struct JobResult {
     pub last_checkpoint: Option<u64>,
     /// Restarts after failures (`job.restart`).
     pub restarts: usize,
+    /// The checkpoints the (last) run completed, with their duration and size.
+    pub checkpoints: Vec<CheckpointStats>,
     /// The job's counters, e.g. `orders.skipped`: records a source skipped under `on_error: skip`.
     pub counters: std::collections::BTreeMap<String, u64>,
     final_states: Vec<(String, Box<dyn Any + Send>)>,

@@ -24,6 +24,17 @@ use crate::state::checkpoint::{CheckpointStore, PartUpload};
 use crate::state::codec;
 use crate::state::manifest::{CheckpointId, Manifest};
 
+/// What one completed checkpoint cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// The checkpoint's id.
+    pub id: u64,
+    /// From the trigger (or, for the final checkpoint, the end of the run) to the manifest.
+    pub duration: Duration,
+    /// Bytes of its parts.
+    pub bytes: u64,
+}
+
 /// When checkpoints are taken.
 #[derive(Clone, Debug)]
 pub(crate) struct Schedule {
@@ -134,6 +145,9 @@ pub(crate) struct Coordinator<'a> {
     /// Records read by all sources so far (for `interval_records`).
     records: AtomicU64,
     completed: AtomicU64,
+    /// Bytes of the checkpoint being committed.
+    bytes: AtomicU64,
+    stats: Mutex<Vec<CheckpointStats>>,
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -168,6 +182,8 @@ impl<'a> Coordinator<'a> {
             final_id: AtomicU64::new(0),
             records: AtomicU64::new(0),
             completed: AtomicU64::new(last_completed),
+            bytes: AtomicU64::new(0),
+            stats: Mutex::new(Vec::new()),
             state: Mutex::new(State {
                 regular: None,
                 last: None,
@@ -234,12 +250,26 @@ impl<'a> Coordinator<'a> {
     }
 
     fn log_complete(&self, id: u64, started: Instant) {
+        let duration = started.elapsed();
+        let bytes = self.bytes.swap(0, Ordering::AcqRel);
         tracing::info!(
             job = %self.job,
             checkpoint = %CheckpointId(id),
-            millis = started.elapsed().as_millis() as u64,
+            bytes,
+            millis = duration.as_millis() as u64,
             "checkpoint complete"
         );
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        stats.push(CheckpointStats {
+            id,
+            duration,
+            bytes,
+        });
+    }
+
+    /// Statistics of the checkpoints this run completed.
+    pub(crate) fn stats(&self) -> Vec<CheckpointStats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Takes regular checkpoint `id`: `Ok(false)` if the job started draining before every task
@@ -289,6 +319,7 @@ impl<'a> Coordinator<'a> {
         let mut manifest = Manifest::new(self.job.clone(), CheckpointId(id), self.key_groups);
         for (stage, upload) in inflight.uploads {
             let info = upload.wait()?;
+            self.bytes.fetch_add(info.size, Ordering::AcqRel);
             manifest.add_part(
                 self.stage_names[stage].clone(),
                 self.stage_parallelism[stage],
