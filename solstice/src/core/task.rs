@@ -1,5 +1,5 @@
-//! The interfaces between operators and the runtime: batches flow through [`BatchSink`]s inside a
-//! task; the runtime schedules [`Task`]s and hands each run a [`Cx`].
+//! The interfaces between operators and the runtime: batches flow through `BatchSink`s inside a
+//! task; the runtime schedules `Task`s and hands each run a [`Cx`].
 
 use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};

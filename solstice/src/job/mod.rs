@@ -1,6 +1,8 @@
 //! A planned job: build it from a pipeline and a config, explain it, run it.
 
 pub mod builder;
+mod result;
+mod runner;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -20,10 +22,11 @@ pub use crate::runtime::coordinator::CheckpointStats;
 use crate::runtime::coordinator::{Coordinator, Schedule, Triggers};
 use crate::runtime::executor::{self, TaskSlot};
 use crate::state::checkpoint::{CheckpointStore, OpenCheckpoint};
-use crate::state::keyed::{Key, KeyedState, StateValue};
 use crate::state::manifest::CheckpointId;
 
 pub use builder::{JobBuilder, KeyedStream, Stream};
+pub use result::JobResult;
+pub use runner::{Restore, Runner};
 
 /// A job ready to run: its graph, physical plan and configuration.
 pub struct Job {
@@ -35,73 +38,6 @@ pub struct Job {
     metrics: Metrics,
     restore: Option<Restore>,
     triggers: Arc<Triggers>,
-}
-
-/// A job running on its own thread (see [`Job::start`]).
-pub struct Runner {
-    triggers: Arc<Triggers>,
-    checkpoints: bool,
-    handle: std::io::Result<std::thread::JoinHandle<Result<JobResult>>>,
-}
-
-impl std::fmt::Debug for Runner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runner").finish_non_exhaustive()
-    }
-}
-
-impl Runner {
-    /// Takes a checkpoint now (after the one in flight, if any) and waits until it is complete.
-    /// Fails when the job takes no checkpoints, when the checkpoint fails, or when the job ends
-    /// first.
-    pub fn trigger_checkpoint(&self) -> Result<CheckpointId> {
-        if !self.checkpoints {
-            return Err(Error::Plan(
-                "the job takes no checkpoints (no `job.checkpoint`)".into(),
-            ));
-        }
-        let seen = self.triggers.request();
-        let done = || self.handle.as_ref().map_or(true, |h| h.is_finished());
-        self.triggers.wait_after(seen, done).map_err(Error::Plan)
-    }
-
-    /// Waits for the job to end.
-    pub fn wait(self) -> Result<JobResult> {
-        match self.handle {
-            Ok(handle) => handle
-                .join()
-                .map_err(|_| Error::Internal("the job's thread panicked".into()))?,
-            Err(e) => Err(Error::Internal(format!(
-                "cannot start the job's thread: {e}"
-            ))),
-        }
-    }
-}
-
-/// Which checkpoint a job restores from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Restore {
-    /// The newest complete checkpoint that can be opened (none: start from the beginning).
-    Latest,
-    /// Checkpoint `n` (`chk-0000000n`).
-    Id(u64),
-}
-
-impl std::str::FromStr for Restore {
-    type Err = Error;
-    /// `latest`, `12` or `chk-00000012`.
-    fn from_str(s: &str) -> Result<Restore> {
-        if s == "latest" {
-            return Ok(Restore::Latest);
-        }
-        let digits = s.strip_prefix("chk-").unwrap_or(s);
-        digits.parse().map(Restore::Id).map_err(|_| {
-            Error::config(
-                "--restore",
-                format!("`{s}` is not `latest` or a checkpoint id"),
-            )
-        })
-    }
 }
 
 impl std::fmt::Debug for Job {
@@ -664,64 +600,4 @@ fn check_config_names(graph: &Graph, config: &Config, pipeline: &str) -> Result<
         check("sinks", name, Some(StageKind::Sink))?;
     }
     Ok(())
-}
-
-/// What a finished job reports.
-pub struct JobResult {
-    /// Wall-clock time of the run.
-    pub duration: Duration,
-    /// Number of channels between tasks (one per sending and receiving subtask pair).
-    pub channels: usize,
-    /// The batches all channels can hold together.
-    pub buffer_capacity: usize,
-    /// The most data batches that were buffered between tasks at any moment.
-    pub peak_batches_in_flight: usize,
-    /// Number of tasks that ran.
-    pub tasks: usize,
-    /// The newest complete checkpoint when the job ended (including one it restored from).
-    pub last_checkpoint: Option<u64>,
-    /// Restarts after failures (`job.restart`).
-    pub restarts: usize,
-    /// The checkpoints the (last) run completed, with their duration and size.
-    pub checkpoints: Vec<CheckpointStats>,
-    /// The job's counters, e.g. `orders.skipped`: records a source skipped under `on_error: skip`.
-    pub counters: std::collections::BTreeMap<String, u64>,
-    final_states: Vec<(String, Box<dyn Any + Send>)>,
-}
-
-impl std::fmt::Debug for JobResult {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobResult")
-            .field("duration", &self.duration)
-            .field("tasks", &self.tasks)
-            .field("peak_batches_in_flight", &self.peak_batches_in_flight)
-            .finish()
-    }
-}
-
-impl JobResult {
-    /// Takes the final keyed state of stateful stage `stage`, merged over its subtasks.
-    pub fn take_state<K: Key, S: StateValue>(&mut self, stage: &str) -> Result<KeyedState<K, S>> {
-        let mut merged = KeyedState::default();
-        let mut found = false;
-        let mut rest = Vec::new();
-        for (name, state) in self.final_states.drain(..) {
-            if name != stage {
-                rest.push((name, state));
-                continue;
-            }
-            found = true;
-            let part = state.downcast::<KeyedState<K, S>>().map_err(|_| {
-                Error::Internal(format!("state of stage `{stage}` has another type"))
-            })?;
-            merged.merge(*part);
-        }
-        self.final_states = rest;
-        if !found {
-            return Err(Error::Internal(format!(
-                "no final state for stage `{stage}`"
-            )));
-        }
-        Ok(merged)
-    }
 }

@@ -1,0 +1,75 @@
+//! Running a job on a thread of its own, and choosing the checkpoint a job restores from.
+
+use std::sync::Arc;
+
+use super::JobResult;
+use crate::error::{Error, Result};
+use crate::runtime::coordinator::Triggers;
+use crate::state::manifest::CheckpointId;
+
+/// A job running on its own thread (see [`super::Job::start`]).
+pub struct Runner {
+    pub(super) triggers: Arc<Triggers>,
+    pub(super) checkpoints: bool,
+    pub(super) handle: std::io::Result<std::thread::JoinHandle<Result<JobResult>>>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner").finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// Takes a checkpoint now (after the one in flight, if any) and waits until it is complete.
+    /// Fails when the job takes no checkpoints, when the checkpoint fails, or when the job ends
+    /// first.
+    pub fn trigger_checkpoint(&self) -> Result<CheckpointId> {
+        if !self.checkpoints {
+            return Err(Error::Plan(
+                "the job takes no checkpoints (no `job.checkpoint`)".into(),
+            ));
+        }
+        let seen = self.triggers.request();
+        let done = || self.handle.as_ref().map_or(true, |h| h.is_finished());
+        self.triggers.wait_after(seen, done).map_err(Error::Plan)
+    }
+
+    /// Waits for the job to end.
+    pub fn wait(self) -> Result<JobResult> {
+        match self.handle {
+            Ok(handle) => handle
+                .join()
+                .map_err(|_| Error::Internal("the job's thread panicked".into()))?,
+            Err(e) => Err(Error::Internal(format!(
+                "cannot start the job's thread: {e}"
+            ))),
+        }
+    }
+}
+
+/// Which checkpoint a job restores from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restore {
+    /// The newest complete checkpoint that can be opened (none: start from the beginning).
+    Latest,
+    /// Checkpoint `n` (`chk-0000000n`).
+    Id(u64),
+}
+
+impl std::str::FromStr for Restore {
+    type Err = Error;
+    /// `latest`, `12` or `chk-00000012`.
+    fn from_str(s: &str) -> Result<Restore> {
+        if s == "latest" {
+            return Ok(Restore::Latest);
+        }
+        let digits = s.strip_prefix("chk-").unwrap_or(s);
+        digits.parse().map(Restore::Id).map_err(|_| {
+            Error::config(
+                "--restore",
+                format!("`{s}` is not `latest` or a checkpoint id"),
+            )
+        })
+    }
+}
