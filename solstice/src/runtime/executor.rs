@@ -220,9 +220,11 @@ impl Pool<'_> {
             && !self.cancelled.load(Ordering::Acquire)
             && self.live.load(Ordering::Acquire) > 0;
         if idle {
-            // Wake-ups arrive through notify_one; the short timeout is a backstop. Measured: with
-            // 50 ms, W2 at 2 threads sometimes ran 2.5x slower with threads idle, so some wake-up
-            // still escapes notify_one (under investigation); 1 ms bounds what that costs.
+            // Wake-ups arrive through notify_one; the short timeout also rebalances. Measured:
+            // with 50 ms, W2 at 2 threads sometimes ran 2.5x slower. No timed-out park ever
+            // found queued work (not a lost wake-up): one thread ended up running every task
+            // while the other stayed parked between notifications. A 1 ms cap restores the
+            // balance; a better policy for waking stealers is still to find.
             let _ = self.sleep_cv.wait_timeout(guard, Duration::from_millis(1));
         }
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
