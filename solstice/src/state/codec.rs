@@ -17,8 +17,6 @@ pub const CODEC_BINCODE2: u8 = 1;
 /// Upper bound on what one decode may allocate.
 pub const MAX_DECODE_BYTES: usize = 1 << 32;
 
-const HEADER_LEN: usize = 7;
-
 fn config() -> bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Varint,
@@ -38,26 +36,35 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Decodes a value written by [`encode`], checking the header and that no bytes are left over.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+/// Length of the format header.
+pub const HEADER_LEN: usize = 7;
+
+/// Checks the format header at the start of `bytes` (which may be just the first bytes).
+pub fn check_header(bytes: &[u8]) -> std::result::Result<(), String> {
     if bytes.len() < HEADER_LEN {
-        return Err(Error::Codec(format!(
-            "truncated: {} bytes, the header alone is {HEADER_LEN}",
+        return Err(format!(
+            "truncated: {} bytes, shorter than the {HEADER_LEN}-byte header",
             bytes.len()
-        )));
+        ));
     }
     if bytes[..4] != MAGIC {
-        return Err(Error::Codec("not a Solstice state file (bad magic)".into()));
+        return Err("not a Solstice state file (bad magic)".into());
     }
     let version = u16::from_le_bytes([bytes[4], bytes[5]]);
     if version != FORMAT_VERSION {
-        return Err(Error::Codec(format!(
+        return Err(format!(
             "format version {version} is not supported (this build reads {FORMAT_VERSION})"
-        )));
+        ));
     }
     if bytes[6] != CODEC_BINCODE2 {
-        return Err(Error::Codec(format!("unknown codec id {}", bytes[6])));
+        return Err(format!("unknown codec id {}", bytes[6]));
     }
+    Ok(())
+}
+
+/// Decodes a value written by [`encode`], checking the header and that no bytes are left over.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    check_header(bytes).map_err(Error::Codec)?;
     let (value, read) = bincode::serde::decode_from_slice(&bytes[HEADER_LEN..], config())
         .map_err(|e| Error::Codec(format!("decode: {e}")))?;
     let rest = bytes.len() - HEADER_LEN - read;

@@ -17,7 +17,7 @@ use super::codec;
 use crate::error::{Error, Result};
 
 /// Length of the codec header (magic, version, codec id) that starts every part file.
-pub(crate) const HEADER_LEN: usize = codec::MAGIC.len() + 2 + 1;
+pub(crate) use codec::{check_header, HEADER_LEN};
 
 /// The number of a checkpoint of a job; checkpoints of a job are numbered upwards.
 ///
@@ -233,30 +233,6 @@ impl Checksum {
     pub(crate) fn finish(&self) -> u64 {
         self.0.finish()
     }
-}
-
-/// Checks the codec header at the start of a part (`bytes` may be just the first bytes).
-pub(crate) fn check_header(bytes: &[u8]) -> std::result::Result<(), String> {
-    if bytes.len() < HEADER_LEN {
-        return Err(format!(
-            "truncated: {} bytes, shorter than the {HEADER_LEN}-byte header",
-            bytes.len()
-        ));
-    }
-    if bytes[..4] != codec::MAGIC {
-        return Err("not a Solstice state file (bad magic)".into());
-    }
-    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if version != codec::FORMAT_VERSION {
-        return Err(format!(
-            "format version {version} is not supported (this build reads {})",
-            codec::FORMAT_VERSION
-        ));
-    }
-    if bytes[6] != codec::CODEC_BINCODE2 {
-        return Err(format!("unknown codec id {}", bytes[6]));
-    }
-    Ok(())
 }
 
 /// Checks a name that becomes one path segment: ASCII letters, digits, `-`, `_`, `.`; not
