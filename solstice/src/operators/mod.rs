@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::state::codec;
 use crate::state::keyed::{Key, KeyedState, StateValue};
 use crate::state::keygroups::{group_of_hash, hash_key, range_of};
+use crate::state::manifest::{key_group_part, subtask_part};
 
 /// A record with its key and key group, as sent from a key_by stage to a stateful stage.
 #[derive(Clone, Debug)]
@@ -271,6 +272,18 @@ struct StatefulOp<F, K, S, U> {
     next: Box<dyn BatchSink<U>>,
 }
 
+impl<F, K: Key, S: StateValue, U> StatefulOp<F, K, S, U> {
+    /// Hands the state to checkpoint `id`, one part per key group, so that a restore with
+    /// another parallelism can give each group to its new owner.
+    fn snapshot(&self, id: u64, cx: &mut Cx<'_>) -> Result<()> {
+        for (kg, bytes) in self.state.encode_groups()? {
+            cx.checkpoints
+                .part(id, self.stage, key_group_part(kg), bytes);
+        }
+        Ok(())
+    }
+}
+
 impl<K, S, V, U, I, F> BatchSink<Keyed<K, V>> for StatefulOp<F, K, S, U>
 where
     K: Key,
@@ -308,22 +321,13 @@ where
     }
 
     fn checkpoint(&mut self, id: u64, cx: &mut Cx<'_>) -> Result<()> {
-        // One part per key group, so that a restore with another parallelism can hand each
-        // group to its new owner.
-        for (kg, bytes) in self.state.encode_groups()? {
-            cx.checkpoints
-                .part(id, self.stage, format!("kg-{kg:05}"), bytes);
-        }
+        self.snapshot(id, cx)?;
         self.next.checkpoint(id, cx)
     }
 
     fn end(&mut self, cx: &mut Cx<'_>) -> Result<()> {
         if cx.checkpoints.enabled() {
-            for (kg, bytes) in self.state.encode_groups()? {
-                let id = cx.checkpoints.final_id();
-                cx.checkpoints
-                    .part(id, self.stage, format!("kg-{kg:05}"), bytes);
-            }
+            self.snapshot(cx.checkpoints.final_id(), cx)?;
         }
         let state = std::mem::take(&mut self.state);
         cx.final_states
@@ -356,7 +360,7 @@ where
         if let Some(checkpoint) = &ctx.restore {
             // Each key group restores from its own part, whichever subtask wrote it.
             for kg in groups.clone() {
-                let part = format!("kg-{kg:05}");
+                let part = key_group_part(kg);
                 if checkpoint.manifest().part(&ctx.name, &part).is_some() {
                     let bytes = checkpoint.read_part(&ctx.name, &part)?;
                     state.restore_group(kg, &bytes)?;
@@ -417,7 +421,7 @@ impl<T, W: SinkWriter<T>> BatchSink<T> for SinkOp<W> {
         let completed = cx.checkpoints.completed();
         self.staged.retain(|(n, _)| *n > completed);
         let transactions: Vec<&String> = self.staged.iter().map(|(_, t)| t).collect();
-        let part = format!("subtask-{:05}", cx.subtask);
+        let part = subtask_part(cx.subtask);
         cx.checkpoints
             .part(id, self.stage, part, codec::encode(&transactions)?);
         Ok(())

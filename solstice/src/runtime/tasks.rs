@@ -8,6 +8,7 @@ use crate::core::{downcast, AnyBox};
 use crate::error::{Error, Result};
 use crate::runtime::channel::{ChanRx, Msg};
 use crate::state::codec;
+use crate::state::manifest::subtask_part;
 
 /// Batches a task handles in one run before yielding its thread.
 const BUDGET: usize = 32;
@@ -157,12 +158,8 @@ impl<T: Send + 'static, R: SourceReader<T>> Task for SourceTask<T, R> {
                 // The reader's position is this source's part of the checkpoint; the barrier
                 // follows every record read before it.
                 let position = codec::encode(&self.reader.position()?)?;
-                cx.checkpoints.part(
-                    requested,
-                    self.stage,
-                    format!("subtask-{:05}", cx.subtask),
-                    position,
-                );
+                cx.checkpoints
+                    .part(requested, self.stage, subtask_part(cx.subtask), position);
                 self.chain.checkpoint(requested, cx)?;
                 cx.checkpoints.ack(requested, cx.task);
                 self.last_barrier = requested;
@@ -181,7 +178,7 @@ impl<T: Send + 'static, R: SourceReader<T>> Task for SourceTask<T, R> {
                 if checkpointed {
                     let id = cx.checkpoints.final_id();
                     let position = codec::encode(&self.reader.position()?)?;
-                    let part = format!("subtask-{:05}", cx.subtask);
+                    let part = subtask_part(cx.subtask);
                     cx.checkpoints.part(id, self.stage, part, position);
                 }
                 self.chain.end(cx)?;
