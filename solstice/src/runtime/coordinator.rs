@@ -145,8 +145,6 @@ pub(crate) struct Coordinator<'a> {
     /// Records read by all sources so far (for `interval_records`).
     records: AtomicU64,
     completed: AtomicU64,
-    /// Bytes of the checkpoint being committed.
-    bytes: AtomicU64,
     stats: Mutex<Vec<CheckpointStats>>,
     state: Mutex<State>,
     changed: Condvar,
@@ -182,7 +180,6 @@ impl<'a> Coordinator<'a> {
             final_id: AtomicU64::new(0),
             records: AtomicU64::new(0),
             completed: AtomicU64::new(last_completed),
-            bytes: AtomicU64::new(0),
             stats: Mutex::new(Vec::new()),
             state: Mutex::new(State {
                 regular: None,
@@ -228,11 +225,11 @@ impl<'a> Coordinator<'a> {
             // Ids only grow: the barriers of an abandoned checkpoint may still be in flight.
             let id = self.last_id.fetch_add(1, Ordering::AcqRel) + 1;
             let outcome = match self.regular(id, tasks, live, stop) {
-                Ok(true) => {
-                    self.log_complete(id, last_time);
+                Ok(Some(bytes)) => {
+                    self.log_complete(id, last_time, bytes);
                     Ok(CheckpointId(id))
                 }
-                Ok(false) => Err(format!(
+                Ok(None) => Err(format!(
                     "checkpoint {} abandoned: the job is ending",
                     CheckpointId(id)
                 )),
@@ -249,9 +246,8 @@ impl<'a> Coordinator<'a> {
         }
     }
 
-    fn log_complete(&self, id: u64, started: Instant) {
+    fn log_complete(&self, id: u64, started: Instant, bytes: u64) {
         let duration = started.elapsed();
-        let bytes = self.bytes.swap(0, Ordering::AcqRel);
         tracing::info!(
             job = %self.job,
             checkpoint = %CheckpointId(id),
@@ -272,15 +268,15 @@ impl<'a> Coordinator<'a> {
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Takes regular checkpoint `id`: `Ok(false)` if the job started draining before every task
-    /// saw the barrier.
+    /// Takes regular checkpoint `id` and returns its size: `Ok(None)` if the job started
+    /// draining before every task saw the barrier.
     fn regular(
         &self,
         id: u64,
         tasks: usize,
         live: &AtomicUsize,
         stop: &AtomicBool,
-    ) -> Result<bool> {
+    ) -> Result<Option<u64>> {
         self.lock().regular = Some(Inflight::new(id));
         self.requested.store(id, Ordering::Release);
         let mut guard = self.lock();
@@ -292,7 +288,7 @@ impl<'a> Coordinator<'a> {
             let draining = self.final_id.load(Ordering::Acquire) != 0;
             if stop.load(Ordering::Acquire) || live.load(Ordering::Acquire) < tasks || draining {
                 guard.regular = None;
-                return Ok(false);
+                return Ok(None);
             }
             guard = self
                 .changed
@@ -305,21 +301,21 @@ impl<'a> Coordinator<'a> {
             .take()
             .ok_or_else(|| Error::Internal("checkpoint state vanished".into()))?;
         drop(guard);
-        self.commit(inflight)?;
-        Ok(true)
+        self.commit(inflight).map(Some)
     }
 
     /// Waits for the uploads of `inflight`, writes its manifest, publishes its sink
-    /// transactions, and prunes old checkpoints.
-    fn commit(&self, inflight: Inflight) -> Result<()> {
+    /// transactions, and prunes old checkpoints. Returns the checkpoint's size in bytes.
+    fn commit(&self, inflight: Inflight) -> Result<u64> {
         if let Some(e) = inflight.error {
             return Err(e);
         }
         let id = inflight.id;
         let mut manifest = Manifest::new(self.job.clone(), CheckpointId(id), self.key_groups);
+        let mut bytes = 0;
         for (stage, upload) in inflight.uploads {
             let info = upload.wait()?;
-            self.bytes.fetch_add(info.size, Ordering::AcqRel);
+            bytes += info.size;
             manifest.add_part(
                 self.stage_names[stage].clone(),
                 self.stage_parallelism[stage],
@@ -338,7 +334,7 @@ impl<'a> Coordinator<'a> {
         if let Err(e) = self.store.prune(&self.job, self.schedule.retain) {
             tracing::warn!(job = %self.job, "pruning old checkpoints failed: {e}");
         }
-        Ok(())
+        Ok(bytes)
     }
 
     /// After every task ran to completion: commits the final checkpoint.
@@ -355,8 +351,8 @@ impl<'a> Coordinator<'a> {
             )));
         }
         let id = inflight.id;
-        self.commit(inflight)?;
-        self.log_complete(id, started);
+        let bytes = self.commit(inflight)?;
+        self.log_complete(id, started, bytes);
         Ok(())
     }
 
