@@ -14,7 +14,7 @@ use crate::core::{Data, StageKind};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::operators::{
-    FilterNode, FlatMapNode, KeyByNode, KeyByOwnedNode, KeyValue, MapNode, SinkNode, StatefulNode,
+    FilterNode, FlatMapNode, KeyByOwnedNode, KeyValue, MapNode, SinkNode, StatefulNode,
 };
 use crate::runtime::channel::{Input, KeyedOutput, Output};
 use crate::runtime::tasks::SourceNode;
@@ -220,19 +220,8 @@ impl JobBuilder {
     where
         F: Fn(&V) -> K + Clone + Send + 'static,
     {
-        let node = self.add(
-            name,
-            StageKind::KeyBy,
-            declared,
-            nodes(inputs),
-            NodeImpl::Op(Box::new(KeyByNode(f, PhantomData))),
-            Some(Box::new(Input::<V>(PhantomData))),
-            Some(Box::new(KeyedOutput::<K, V>(PhantomData))),
-        )?;
-        Ok(KeyedStream {
-            node,
-            _t: PhantomData,
-        })
+        // The same operator as the owned form: the record is sent on after its key.
+        self.key_by_owned(name, declared, inputs, move |v: V| (f(&v), v))
     }
 
     /// A key_by stage that takes its record by value: `f` returns `(key, value)`, so the key can

@@ -155,41 +155,6 @@ impl<T: Data, F: Fn(&T) -> bool + Clone + Send + 'static> ErasedOp for FilterNod
     }
 }
 
-struct KeyByOp<F, K, V> {
-    f: F,
-    stage: usize,
-    out: Vec<Keyed<K, V>>,
-    next: Box<dyn BatchSink<Keyed<K, V>>>,
-}
-
-impl<K: Key, V: Send, F: Fn(&V) -> K + Send> BatchSink<V> for KeyByOp<F, K, V> {
-    fn push(&mut self, batch: &mut Vec<V>, cx: &mut Cx<'_>) -> Result<()> {
-        cx.stage = self.stage;
-        for value in batch.drain(..) {
-            let key = (self.f)(&value);
-            let hash = hash_key(&key);
-            self.out.push(Keyed { hash, key, value });
-        }
-        self.next.push(&mut self.out, cx)
-    }
-    forward_control!();
-}
-
-/// The erased form of a key_by stage.
-pub(crate) struct KeyByNode<F, K, V>(pub(crate) F, pub(crate) PhantomData<fn(V) -> K>);
-
-impl<K: Key, V: Data, F: Fn(&V) -> K + Clone + Send + 'static> ErasedOp for KeyByNode<F, K, V> {
-    fn wrap(&self, ctx: &SubtaskCtx, next: AnyBox) -> Result<AnyBox> {
-        let next = downcast::<Box<dyn BatchSink<Keyed<K, V>>>>(next, &ctx.name)?;
-        Ok(boxed::<V>(KeyByOp {
-            f: self.0.clone(),
-            stage: ctx.stage,
-            out: Vec::new(),
-            next,
-        }))
-    }
-}
-
 /// The result of a key_by stage that takes its record by value: the key, and the record to send
 /// on (often the rest of the input).
 #[diagnostic::on_unimplemented(
