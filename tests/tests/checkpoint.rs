@@ -276,6 +276,20 @@ fn running_totals(input: &[Event]) -> Vec<Running> {
     expected
 }
 
+/// `n` events in a temp dir, every running total of them, and the YAML of a `running` job
+/// writing to `<dir>/out`.
+fn running_job(n: u64) -> (solstice_tests::TempDir, Vec<Running>, String) {
+    let dir = temp_dir();
+    let input = events(n);
+    write_jsonl(&dir.path().join("events.jsonl"), &input);
+    let yaml = format!(
+        "{}sinks: {{ out: {{ path: '{}' }} }}\n",
+        yaml(dir.path()),
+        dir.path().join("out").display()
+    );
+    (dir, running_totals(&input), yaml)
+}
+
 fn published(dir: &std::path::Path) -> (Vec<Running>, Vec<String>) {
     let mut records = Vec::new();
     let mut hidden = Vec::new();
@@ -297,16 +311,8 @@ fn published(dir: &std::path::Path) -> (Vec<Running>, Vec<String>) {
 #[test]
 fn file_sink_output_is_exactly_once_across_a_failure_and_restore() {
     let _serial = serial();
-    let dir = temp_dir();
-    let input = events(200_000);
-    write_jsonl(&dir.path().join("events.jsonl"), &input);
-    let expected = running_totals(&input);
+    let (dir, expected, yaml) = running_job(200_000);
     let out = dir.path().join("out");
-    let yaml = format!(
-        "{}sinks: {{ out: {{ path: '{}' }} }}\n",
-        yaml(dir.path()),
-        out.display()
-    );
     let run_once = |restore: Option<Restore>| {
         let mut job = running::job(config(&yaml, &[]))?;
         if let Some(r) = restore {
@@ -360,18 +366,11 @@ fn file_sink_output_is_exactly_once_across_a_failure_and_restore() {
 #[test]
 fn restart_strategy_recovers_from_a_transient_failure_with_exact_output() {
     let _serial = serial();
-    let dir = temp_dir();
-    let input = events(150_000);
-    write_jsonl(&dir.path().join("events.jsonl"), &input);
-    let expected = running_totals(&input);
+    let (dir, expected, yaml) = running_job(150_000);
     let out = dir.path().join("out");
-    let yaml = format!(
-        "{}sinks: {{ out: {{ path: '{}' }} }}\n",
-        yaml(dir.path()).replace(
-            "job:\n",
-            "job:\n  restart: { attempts: 2, backoff_ms: 10 }\n"
-        ),
-        out.display()
+    let yaml = yaml.replace(
+        "job:\n",
+        "job:\n  restart: { attempts: 2, backoff_ms: 10 }\n",
     );
     FAIL_ONCE.store(true, Ordering::Relaxed);
     FAIL_OUT_AT.store(120_000, Ordering::Relaxed);
