@@ -77,9 +77,9 @@ pub mod __private {
     pub use crate::cli;
     pub use crate::config::{Config, SinkConfig, SourceConfig};
     pub use crate::core::connector::{Sink, Source};
+    pub use crate::core::keyed::KeyValue;
     pub use crate::core::parallelism::Parallelism;
     pub use crate::job::{Job, JobBuilder, JobResult, KeyedStream, Stream};
-    pub use crate::operators::KeyValue;
     pub use crate::state::codec;
     pub use crate::state::keyed::KeyedState;
     pub use crate::Pipeline;

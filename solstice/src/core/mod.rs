@@ -1,11 +1,12 @@
 //! The job model: stage kinds, parallelism, the connector and operator interfaces, the logical
-//! graph the builder records, and the physical plan derived from it.
+//! graph the builder records, the physical plan derived from it, and the keyed record types.
 //!
 //! Nothing here runs a task: the runtime turns a physical plan into running subtasks, and the
 //! `job` module ties the two together.
 
 pub mod connector;
 pub(crate) mod graph;
+pub(crate) mod keyed;
 pub mod parallelism;
 pub(crate) mod plan;
 pub mod task;

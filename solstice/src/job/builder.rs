@@ -9,14 +9,13 @@ use std::marker::PhantomData;
 use crate::config::Config;
 use crate::core::connector::{Sink, Source};
 use crate::core::graph::{ErasedOp, Graph, InputKit, Node, NodeImpl, OutputKit};
+use crate::core::keyed::{KeyValue, Keyed};
 use crate::core::parallelism::Parallelism;
 use crate::core::{Data, StageKind};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::operators::{
-    FilterNode, FlatMapNode, KeyByOwnedNode, KeyValue, MapNode, SinkNode, StatefulNode,
-};
-use crate::runtime::channel::{Input, KeyedOutput, Output};
+use crate::operators::{FilterNode, FlatMapNode, KeyByOwnedNode, MapNode, SinkNode, StatefulNode};
+use crate::runtime::kits::{KeyedOutput, TypedInput, TypedOutput};
 use crate::runtime::tasks::SourceNode;
 use crate::state::keyed::{Key, StateValue};
 
@@ -126,8 +125,8 @@ impl JobBuilder {
             declared,
             inputs,
             NodeImpl::Op(op),
-            Some(Box::new(Input::<T>(PhantomData))),
-            Some(Box::new(Output::<U>(PhantomData))),
+            Some(Box::new(TypedInput::<T>(PhantomData))),
+            Some(Box::new(TypedOutput::<U>(PhantomData))),
         )?;
         Ok(Stream {
             node,
@@ -154,7 +153,7 @@ impl JobBuilder {
             Vec::new(),
             NodeImpl::Source(Box::new(SourceNode(source))),
             None,
-            Some(Box::new(Output::<S::Item>(PhantomData))),
+            Some(Box::new(TypedOutput::<S::Item>(PhantomData))),
         )?;
         Ok(Stream {
             node,
@@ -245,7 +244,7 @@ impl JobBuilder {
             declared,
             nodes(inputs),
             NodeImpl::Op(Box::new(KeyByOwnedNode(f, PhantomData))),
-            Some(Box::new(Input::<V>(PhantomData))),
+            Some(Box::new(TypedInput::<V>(PhantomData))),
             Some(Box::new(KeyedOutput::<R::Key, R::Value>(PhantomData))),
         )?;
         Ok(KeyedStream {
@@ -293,10 +292,8 @@ impl JobBuilder {
             declared,
             inputs,
             NodeImpl::Op(Box::new(StatefulNode::<F, K, S, V, I>(f, PhantomData))),
-            Some(Box::new(Input::<crate::operators::Keyed<K, V>>(
-                PhantomData,
-            ))),
-            Some(Box::new(Output::<I::Item>(PhantomData))),
+            Some(Box::new(TypedInput::<Keyed<K, V>>(PhantomData))),
+            Some(Box::new(TypedOutput::<I::Item>(PhantomData))),
         )?;
         Ok(Stream {
             node,
@@ -322,7 +319,7 @@ impl JobBuilder {
             declared,
             nodes(inputs),
             NodeImpl::Sink(Box::new(SinkNode(sink))),
-            Some(Box::new(Input::<S::Item>(PhantomData))),
+            Some(Box::new(TypedInput::<S::Item>(PhantomData))),
             None,
         )?;
         Ok(())

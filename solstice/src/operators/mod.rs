@@ -8,6 +8,7 @@ use std::marker::PhantomData;
 
 use crate::core::connector::{Sink, SinkWriter};
 use crate::core::graph::{ErasedOp, ErasedSink, SubtaskCtx};
+use crate::core::keyed::{KeyValue, Keyed};
 use crate::core::task::{BatchSink, Cx};
 use crate::core::{downcast, AnyBox, Data};
 use crate::error::{Error, Result};
@@ -15,17 +16,6 @@ use crate::state::codec;
 use crate::state::keyed::{Key, KeyedState, StateValue};
 use crate::state::keygroups::{group_of_hash, hash_key, range_of};
 use crate::state::manifest::{key_group_part, subtask_part};
-
-/// A record with its key and key group, as sent from a key_by stage to a stateful stage.
-#[derive(Clone, Debug)]
-pub struct Keyed<K, V> {
-    /// The stable hash of `key`; its key group and its slot in keyed state derive from it.
-    pub hash: u64,
-    /// The key computed by the key_by stage.
-    pub key: K,
-    /// The record.
-    pub value: V,
-}
 
 fn boxed<T: 'static>(sink: impl BatchSink<T> + 'static) -> AnyBox {
     let sink: Box<dyn BatchSink<T>> = Box::new(sink);
@@ -152,29 +142,6 @@ impl<T: Data, F: Fn(&T) -> bool + Clone + Send + 'static> ErasedOp for FilterNod
             stage: ctx.stage,
             next,
         }))
-    }
-}
-
-/// The result of a key_by stage that takes its record by value: the key, and the record to send
-/// on (often the rest of the input).
-#[diagnostic::on_unimplemented(
-    message = "a #[key_by] stage that takes its record by value returns `(Key, Value)`, not `{Self}`"
-)]
-pub trait KeyValue {
-    /// The key.
-    type Key;
-    /// The record sent to the stateful stage.
-    type Value;
-    /// Splits into key and value.
-    fn split(self) -> (Self::Key, Self::Value);
-}
-
-impl<K, V> KeyValue for (K, V) {
-    type Key = K;
-    type Value = V;
-    #[inline]
-    fn split(self) -> (K, V) {
-        self
     }
 }
 

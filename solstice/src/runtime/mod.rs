@@ -1,10 +1,16 @@
-//! The runtime: the work-stealing executor, channels between tasks, and the tasks that read
-//! sources and channels.
+//! The runtime: the work-stealing executor, the messages between tasks and the ends they travel
+//! through (local channels), the chain tails that partition output, the tasks that read sources
+//! and inputs, the deployment of a plan into tasks and channels, the checkpoint coordinator, and
+//! the supervisor that runs, restores and restarts a job.
 //!
-//! Operators never see a channel: a chain of operators ends in a channel writer that the planner
-//! attaches, so an operator does not know where its output goes.
+//! Operators never see a channel: a chain of operators ends in a channel writer that the
+//! deployment attaches, so an operator does not know where its output goes; a task reads an
+//! [`message::Input`], so it does not know where its input comes from.
 
 pub(crate) mod channel;
 pub(crate) mod coordinator;
 pub(crate) mod executor;
+pub(crate) mod kits;
+pub(crate) mod message;
+pub(crate) mod partition;
 pub(crate) mod tasks;

@@ -1,36 +1,39 @@
-//! The two kinds of task: one reads a source split, the other reads an input channel. Both push
-//! batches into a chain of operators ending in a sink or a channel writer.
+//! The two kinds of task: one reads a source split, the other reads its upstream subtasks through
+//! [`Input`]s (local channels or, later, connections). Both push batches into a chain of operators
+//! ending in a sink or a channel writer.
 
+use super::message::{Input, Msg};
 use crate::core::connector::{Source, SourceReader};
 use crate::core::graph::{ErasedSource, SubtaskCtx};
 use crate::core::task::{BatchSink, Cx, Step, Task};
 use crate::core::{downcast, AnyBox};
 use crate::error::{Error, Result};
-use crate::runtime::channel::{ChanRx, Msg};
 use crate::state::codec;
 use crate::state::manifest::subtask_part;
 
 /// Batches a task handles in one run before yielding its thread.
 const BUDGET: usize = 32;
 
-/// Reads the channels from every upstream subtask into a chain, aligning checkpoint barriers:
-/// once barrier `n` arrived on a channel, that channel is not read again until barrier `n`
-/// arrived on every channel still open; then the chain snapshots and passes the barrier on.
-pub(crate) struct InputTask<T> {
-    inputs: Vec<ChanRx<T>>,
+/// Reads the inputs from every upstream subtask into a chain, aligning checkpoint barriers:
+/// once barrier `n` arrived on an input, that input is not read again until barrier `n`
+/// arrived on every input still open; then the chain snapshots and passes the barrier on.
+///
+/// Generic over the input type `I`, so that reading a batch costs no virtual call.
+pub(crate) struct InputTask<T, I> {
+    inputs: Vec<I>,
     ended: Vec<bool>,
-    /// Channels that delivered the barrier being aligned.
+    /// Inputs that delivered the barrier being aligned.
     blocked: Vec<bool>,
     /// The barrier being aligned, if any.
     aligning: Option<u64>,
-    /// The channel to read first next time (round robin, for fairness between senders).
+    /// The input to read first next time (round robin, for fairness between senders).
     next: usize,
     chain: Box<dyn BatchSink<T>>,
     finishing: bool,
 }
 
-impl<T> InputTask<T> {
-    pub(crate) fn new(inputs: Vec<ChanRx<T>>, chain: Box<dyn BatchSink<T>>) -> Self {
+impl<T, I: Input<T>> InputTask<T, I> {
+    pub(crate) fn new(inputs: Vec<I>, chain: Box<dyn BatchSink<T>>) -> Self {
         let n = inputs.len();
         InputTask {
             inputs,
@@ -44,8 +47,8 @@ impl<T> InputTask<T> {
     }
 }
 
-impl<T: Send + 'static> InputTask<T> {
-    /// The next message from a channel that is neither ended nor blocked.
+impl<T: Send + 'static, I: Input<T>> InputTask<T, I> {
+    /// The next message from an input that is neither ended nor blocked.
     fn receive(&mut self, cx: &mut Cx<'_>) -> Result<Option<(usize, Msg<T>)>> {
         let n = self.inputs.len();
         for k in 0..n {
@@ -61,7 +64,7 @@ impl<T: Send + 'static> InputTask<T> {
         Ok(None)
     }
 
-    /// Completes the barrier being aligned once every open channel delivered it.
+    /// Completes the barrier being aligned once every open input delivered it.
     fn try_complete_barrier(&mut self, cx: &mut Cx<'_>) -> Result<()> {
         let Some(id) = self.aligning else {
             return Ok(());
@@ -77,7 +80,7 @@ impl<T: Send + 'static> InputTask<T> {
     }
 }
 
-impl<T: Send + 'static> Task for InputTask<T> {
+impl<T: Send + 'static, I: Input<T>> Task for InputTask<T, I> {
     fn run(&mut self, cx: &mut Cx<'_>) -> Result<Step> {
         if !self.chain.try_flush(cx)? {
             return Ok(Step::Wait);
@@ -110,7 +113,7 @@ impl<T: Send + 'static> Task for InputTask<T> {
                 }
                 Msg::End => {
                     self.ended[i] = true;
-                    // A channel that ended counts as aligned.
+                    // An input that ended counts as aligned.
                     self.try_complete_barrier(cx)?;
                     if self.ended.iter().all(|&e| e) {
                         self.chain.end(cx)?;

@@ -1,0 +1,112 @@
+//! The typed factories the deployment uses to wire a stage without knowing its record types:
+//! the input side of a stage makes its channels and the task that reads them; the output side
+//! makes the tail of a chain that writes to them (see [`crate::core::graph`]).
+
+use std::marker::PhantomData;
+
+use super::channel::{channel, ChanRx, ChanTx};
+use super::partition::{ByBatch, ByKeyGroup, ChannelOut, FanOut, Router};
+use super::tasks::InputTask;
+use crate::core::graph::{InputKit, OutputKit, Partitioning, SubtaskCtx};
+use crate::core::keyed::Keyed;
+use crate::core::task::{BatchSink, Task, TaskId};
+use crate::core::{downcast, AnyBox, Data};
+use crate::error::{Error, Result};
+use crate::state::keygroups::owner_of;
+
+/// Input side of a stage whose input type is `T`.
+pub(crate) struct TypedInput<T>(pub(crate) PhantomData<fn() -> T>);
+
+impl<T: Data> InputKit for TypedInput<T> {
+    fn channel(&self, capacity: usize, reader: TaskId) -> (AnyBox, AnyBox) {
+        let (tx, rx) = channel::<T>(capacity, reader);
+        (Box::new(tx), Box::new(rx))
+    }
+
+    fn task(&self, receivers: Vec<AnyBox>, chain: AnyBox) -> Result<Box<dyn Task>> {
+        let inputs = receivers
+            .into_iter()
+            .map(|r| downcast::<ChanRx<T>>(r, "an input channel"))
+            .collect::<Result<Vec<_>>>()?;
+        let chain = downcast::<Box<dyn BatchSink<T>>>(chain, "an input chain")?;
+        Ok(Box::new(InputTask::new(inputs, chain)))
+    }
+}
+
+fn senders<T: Data>(senders: Vec<AnyBox>) -> Result<Vec<ChanTx<T>>> {
+    senders
+        .into_iter()
+        .map(|s| downcast::<ChanTx<T>>(s, "an output channel"))
+        .collect()
+}
+
+fn fan_out<T: Data>(outs: Vec<AnyBox>) -> Result<AnyBox> {
+    let outs = outs
+        .into_iter()
+        .map(|o| downcast::<Box<dyn BatchSink<T>>>(o, "a fan-out"))
+        .collect::<Result<Vec<_>>>()?;
+    let sink: Box<dyn BatchSink<T>> = Box::new(FanOut { outs });
+    Ok(Box::new(sink))
+}
+
+fn channel_out<T: Data, R: Router<T> + 'static>(
+    txs: Vec<ChanTx<T>>,
+    router: R,
+    ctx: &SubtaskCtx,
+) -> AnyBox {
+    // Spread rebalanced batches of different subtasks over different readers.
+    let sink: Box<dyn BatchSink<T>> =
+        Box::new(ChannelOut::new(txs, router, ctx.subtask, ctx.batch_size));
+    Box::new(sink)
+}
+
+/// Output side of a stage emitting plain records of type `T`.
+pub(crate) struct TypedOutput<T>(pub(crate) PhantomData<fn() -> T>);
+
+impl<T: Data> OutputKit for TypedOutput<T> {
+    fn channel_out(&self, txs: Vec<AnyBox>, how: Partitioning, ctx: &SubtaskCtx) -> Result<AnyBox> {
+        let txs = senders::<T>(txs)?;
+        match how {
+            Partitioning::Forward | Partitioning::Rebalance => Ok(channel_out(txs, ByBatch, ctx)),
+            Partitioning::Hash => Err(Error::Internal(format!(
+                "stage `{}` is not keyed",
+                ctx.name
+            ))),
+        }
+    }
+
+    fn fan_out(&self, outs: Vec<AnyBox>) -> Result<AnyBox> {
+        fan_out::<T>(outs)
+    }
+}
+
+/// Output side of a key_by stage: records are routed by key group.
+pub(crate) struct KeyedOutput<K, V>(pub(crate) PhantomData<fn() -> (K, V)>);
+
+impl<K: Data, V: Data> OutputKit for KeyedOutput<K, V> {
+    fn channel_out(&self, txs: Vec<AnyBox>, how: Partitioning, ctx: &SubtaskCtx) -> Result<AnyBox> {
+        if how != Partitioning::Hash {
+            return Err(Error::Internal(format!(
+                "keyed stage `{}` must feed a stateful stage",
+                ctx.name
+            )));
+        }
+        let txs = senders::<Keyed<K, V>>(txs)?;
+        let p = txs.len();
+        let owner = (0..ctx.key_groups)
+            .map(|kg| owner_of(kg, ctx.key_groups, p) as u32)
+            .collect();
+        Ok(channel_out(
+            txs,
+            ByKeyGroup {
+                owner,
+                key_groups: ctx.key_groups,
+            },
+            ctx,
+        ))
+    }
+
+    fn fan_out(&self, outs: Vec<AnyBox>) -> Result<AnyBox> {
+        fan_out::<Keyed<K, V>>(outs)
+    }
+}
