@@ -1,7 +1,6 @@
 //! The interfaces between operators and the runtime: batches flow through `BatchSink`s inside a
 //! task; the runtime schedules `Task`s and hands each run a [`Cx`].
 
-use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -95,8 +94,9 @@ pub struct Cx<'a> {
     pub(crate) stage: usize,
     pub(crate) subtask: usize,
     pub(crate) counters: &'a JobCounters,
-    /// Final keyed states handed over by stateful subtasks at end of stream.
-    pub(crate) final_states: &'a Mutex<Vec<(usize, Box<dyn Any + Send>)>>,
+    /// Final keyed states handed over by stateful subtasks at end of stream: (stage, the
+    /// subtask's `KeyedState`, codec-encoded).
+    pub(crate) final_states: &'a Mutex<Vec<(usize, Vec<u8>)>>,
     /// The checkpoint coordinator.
     pub(crate) checkpoints: &'a dyn Checkpoints,
 }

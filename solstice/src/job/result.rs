@@ -1,10 +1,11 @@
 //! What a finished job reports.
 
-use std::any::Any;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::runtime::coordinator::CheckpointStats;
+use crate::runtime::supervisor::RunReport;
+use crate::state::codec;
 use crate::state::keyed::{Key, KeyedState, StateValue};
 
 /// What a finished job reports.
@@ -27,7 +28,8 @@ pub struct JobResult {
     pub checkpoints: Vec<CheckpointStats>,
     /// The job's counters, e.g. `orders.skipped`: records a source skipped under `on_error: skip`.
     pub counters: std::collections::BTreeMap<String, u64>,
-    pub(super) final_states: Vec<(String, Box<dyn Any + Send>)>,
+    /// Per stateful subtask: its stage and its final keyed state, codec-encoded.
+    final_states: Vec<(String, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for JobResult {
@@ -41,7 +43,27 @@ impl std::fmt::Debug for JobResult {
 }
 
 impl JobResult {
-    /// Takes the final keyed state of stateful stage `stage`, merged over its subtasks.
+    /// The result of a run, with the job's counters.
+    pub(super) fn new(
+        report: RunReport,
+        counters: std::collections::BTreeMap<String, u64>,
+    ) -> Self {
+        JobResult {
+            duration: report.duration,
+            channels: report.channels,
+            buffer_capacity: report.buffer_capacity,
+            peak_batches_in_flight: report.peak_batches_in_flight,
+            tasks: report.tasks,
+            last_checkpoint: report.last_checkpoint,
+            restarts: report.restarts,
+            checkpoints: report.checkpoints,
+            counters,
+            final_states: report.final_states,
+        }
+    }
+
+    /// Takes the final keyed state of stateful stage `stage`, merged over its subtasks: each
+    /// subtask handed it over encoded with [`codec`], as it would cross a process boundary.
     pub fn take_state<K: Key, S: StateValue>(&mut self, stage: &str) -> Result<KeyedState<K, S>> {
         let mut merged = KeyedState::default();
         let mut found = false;
@@ -52,10 +74,9 @@ impl JobResult {
                 continue;
             }
             found = true;
-            let part = state.downcast::<KeyedState<K, S>>().map_err(|_| {
-                Error::Internal(format!("state of stage `{stage}` has another type"))
-            })?;
-            merged.merge(*part);
+            let part: KeyedState<K, S> = codec::decode(&state)
+                .map_err(|e| Error::Internal(format!("final state of stage `{stage}`: {e}")))?;
+            merged.merge(part);
         }
         self.final_states = rest;
         if !found {

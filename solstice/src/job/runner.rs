@@ -1,4 +1,4 @@
-//! Running a job on a thread of its own, and choosing the checkpoint a job restores from.
+//! Running a job on a thread of its own.
 
 use std::sync::Arc;
 
@@ -45,31 +45,5 @@ impl Runner {
                 "cannot start the job's thread: {e}"
             ))),
         }
-    }
-}
-
-/// Which checkpoint a job restores from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Restore {
-    /// The newest complete checkpoint that can be opened (none: start from the beginning).
-    Latest,
-    /// Checkpoint `n` (`chk-0000000n`).
-    Id(u64),
-}
-
-impl std::str::FromStr for Restore {
-    type Err = Error;
-    /// `latest`, `12` or `chk-00000012`.
-    fn from_str(s: &str) -> Result<Restore> {
-        if s == "latest" {
-            return Ok(Restore::Latest);
-        }
-        let digits = s.strip_prefix("chk-").unwrap_or(s);
-        digits.parse().map(Restore::Id).map_err(|_| {
-            Error::config(
-                "--restore",
-                format!("`{s}` is not `latest` or a checkpoint id"),
-            )
-        })
     }
 }

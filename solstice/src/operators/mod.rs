@@ -261,11 +261,11 @@ where
         if cx.checkpoints.enabled() {
             self.snapshot(cx.checkpoints.final_id(), cx)?;
         }
-        let state = std::mem::take(&mut self.state);
+        let state = codec::encode(&std::mem::take(&mut self.state))?;
         cx.final_states
             .lock()
             .map_err(|_| Error::Internal("final state lock poisoned".into()))?
-            .push((self.stage, Box::new(state)));
+            .push((self.stage, state));
         self.next.end(cx)
     }
 }

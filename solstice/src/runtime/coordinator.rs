@@ -150,20 +150,44 @@ pub(crate) struct Coordinator<'a> {
     changed: Condvar,
 }
 
+/// What a coordinator is made from.
+pub(crate) struct CoordinatorSpec<'a> {
+    /// Where checkpoints go.
+    pub store: CheckpointStore,
+    /// The job id.
+    pub job: String,
+    /// The job's key groups.
+    pub key_groups: usize,
+    /// Per stage (graph node): its name.
+    pub stage_names: Vec<String>,
+    /// Per stage: its parallelism.
+    pub stage_parallelism: Vec<usize>,
+    /// Per stage: its sink connector, if it is a sink.
+    pub sinks: Vec<Option<&'a dyn ErasedSink>>,
+    /// When checkpoints are taken.
+    pub schedule: Schedule,
+    /// Checkpoints asked for on demand, and their outcomes.
+    pub triggers: &'a Triggers,
+    /// The checkpoint the run restored from (0: none).
+    pub last_completed: u64,
+    /// The highest checkpoint id any earlier run used, complete or not.
+    pub last_used: u64,
+}
+
 impl<'a> Coordinator<'a> {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        store: CheckpointStore,
-        job: String,
-        key_groups: usize,
-        stage_names: Vec<String>,
-        stage_parallelism: Vec<usize>,
-        sinks: Vec<Option<&'a dyn ErasedSink>>,
-        schedule: Schedule,
-        triggers: &'a Triggers,
-        last_completed: u64,
-        last_used: u64,
-    ) -> Coordinator<'a> {
+    pub(crate) fn new(spec: CoordinatorSpec<'a>) -> Coordinator<'a> {
+        let CoordinatorSpec {
+            store,
+            job,
+            key_groups,
+            stage_names,
+            stage_parallelism,
+            sinks,
+            schedule,
+            triggers,
+            last_completed,
+            last_used,
+        } = spec;
         Coordinator {
             store,
             job,

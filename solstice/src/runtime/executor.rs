@@ -55,7 +55,7 @@ struct Pool<'a> {
     sleep_lock: Mutex<()>,
     sleep_cv: Condvar,
     counters: &'a JobCounters,
-    final_states: &'a Mutex<Vec<(usize, Box<dyn Any + Send>)>>,
+    final_states: &'a Mutex<Vec<(usize, Vec<u8>)>>,
     checkpoints: &'a dyn Checkpoints,
 }
 
@@ -66,7 +66,7 @@ pub(crate) fn run(
     stage_names: &[String],
     threads: usize,
     counters: &JobCounters,
-    final_states: &Mutex<Vec<(usize, Box<dyn Any + Send>)>>,
+    final_states: &Mutex<Vec<(usize, Vec<u8>)>>,
     checkpoints: &dyn Checkpoints,
     live: &AtomicUsize,
 ) -> Result<()> {

@@ -9,8 +9,10 @@
 
 pub(crate) mod channel;
 pub(crate) mod coordinator;
+pub(crate) mod deploy;
 pub(crate) mod executor;
 pub(crate) mod kits;
 pub(crate) mod message;
 pub(crate) mod partition;
+pub(crate) mod supervisor;
 pub(crate) mod tasks;

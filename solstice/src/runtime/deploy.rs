@@ -1,0 +1,178 @@
+//! Deployment: the physical plan made into running pieces. Every subtask of every chain becomes a
+//! task; every edge between a sending and a receiving subtask becomes a channel; each chain's
+//! operators are wrapped around its tail (a sink, or a writer to the downstream channels).
+//!
+//! All subtasks run in this process, on the executor's threads. Which subtask runs where (and
+//! over which transport its channels go) is decided here and nowhere else.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::executor::TaskSlot;
+use crate::config::Config;
+use crate::core::connector::Positions;
+use crate::core::graph::{Graph, NodeImpl, Partitioning, SubtaskCtx};
+use crate::core::plan::PhysicalPlan;
+use crate::core::AnyBox;
+use crate::error::{Error, Result};
+use crate::state::checkpoint::OpenCheckpoint;
+
+/// The tasks and channels of one run of a job.
+pub(crate) struct Deployment {
+    /// One task per subtask of each chain, in chain order.
+    pub slots: Vec<TaskSlot>,
+    /// Channels between tasks (one per sending and receiving subtask pair).
+    pub channels: usize,
+    /// The batches all channels can hold together.
+    pub buffer_capacity: usize,
+}
+
+/// Creates every task and channel of `plan` (of `graph`, configured by `config`): each task
+/// restores from `restore` if given, each source subtask starts at its stage's `positions`.
+pub(crate) fn deploy(
+    graph: &Graph,
+    plan: &PhysicalPlan,
+    config: &Config,
+    restore: Option<Arc<OpenCheckpoint>>,
+    positions: &HashMap<usize, Arc<Positions>>,
+) -> Result<Deployment> {
+    let chains = &plan.chains;
+    let mut base = Vec::with_capacity(chains.len());
+    let mut next = 0;
+    for c in chains {
+        base.push(next);
+        next += c.parallelism;
+    }
+    let ctx = |node: usize, subtask: usize, parallelism: usize| SubtaskCtx {
+        stage: node,
+        name: graph.nodes[node].name.clone(),
+        subtask,
+        parallelism,
+        key_groups: plan.key_groups,
+        batch_size: config.job.batch_size,
+        restore: restore.clone(),
+        positions: positions.get(&node).cloned().unwrap_or_default(),
+    };
+    // One channel per (sending subtask, receiving subtask) pair, so that a receiver can stop
+    // reading one sender (barrier alignment) while the others go on. A receiver's channels
+    // share its capacity: memory stays bounded by `channel_capacity` batches per receiver.
+    let mut senders: HashMap<(usize, usize, usize, usize), AnyBox> = HashMap::new();
+    let mut rxs: Vec<Vec<Vec<AnyBox>>> = Vec::with_capacity(chains.len());
+    let mut channels = 0;
+    let mut capacity_total = 0;
+    for (d, chain) in chains.iter().enumerate() {
+        let head = &graph.nodes[chain.nodes[0]];
+        let mut per_subtask = Vec::with_capacity(chain.parallelism);
+        for j in 0..chain.parallelism {
+            let mut pairs = Vec::new();
+            for &u in &chain.inputs {
+                let forward = chains[u]
+                    .outputs
+                    .iter()
+                    .any(|&(t, how)| t == d && how == Partitioning::Forward);
+                if forward {
+                    pairs.push((u, j));
+                } else {
+                    pairs.extend((0..chains[u].parallelism).map(|i| (u, i)));
+                }
+            }
+            let mut receivers = Vec::with_capacity(pairs.len());
+            if !pairs.is_empty() {
+                let kit = head
+                    .input_kit
+                    .as_ref()
+                    .ok_or_else(|| Error::Internal("no input kit".into()))?;
+                let capacity = config.job.channel_capacity.div_ceil(pairs.len()).max(2);
+                for (u, i) in pairs {
+                    let (tx, rx) = kit.channel(capacity, base[d] + j);
+                    senders.insert((u, i, d, j), tx);
+                    receivers.push(rx);
+                    channels += 1;
+                    capacity_total += capacity;
+                }
+            }
+            per_subtask.push(receivers);
+        }
+        rxs.push(per_subtask);
+    }
+    let mut slots = Vec::with_capacity(next);
+    for (c, chain) in chains.iter().enumerate() {
+        let p = chain.parallelism;
+        let mut receivers = std::mem::take(&mut rxs[c]).into_iter();
+        let last = *chain
+            .nodes
+            .last()
+            .ok_or_else(|| Error::Internal("empty chain".into()))?;
+        for i in 0..p {
+            let mut sink: Option<AnyBox> = None;
+            if !chain.outputs.is_empty() {
+                let kit = graph.nodes[last].output_kit.as_ref().ok_or_else(|| {
+                    Error::Internal(format!("stage `{}` has no output", graph.nodes[last].name))
+                })?;
+                let mut outs = Vec::new();
+                for &(d, how) in &chain.outputs {
+                    let targets: Vec<usize> = if how == Partitioning::Forward {
+                        vec![i]
+                    } else {
+                        (0..chains[d].parallelism).collect()
+                    };
+                    let mut txs = Vec::with_capacity(targets.len());
+                    for j in targets {
+                        txs.push(senders.remove(&(c, i, d, j)).ok_or_else(|| {
+                            Error::Internal("missing channel between subtasks".into())
+                        })?);
+                    }
+                    outs.push(kit.channel_out(txs, how, &ctx(last, i, p))?);
+                }
+                sink = Some(if outs.len() == 1 {
+                    outs.pop()
+                        .ok_or_else(|| Error::Internal("no output".into()))?
+                } else {
+                    kit.fan_out(outs)?
+                });
+            }
+            let mut task = None;
+            for &n in chain.nodes.iter().rev() {
+                let node = &graph.nodes[n];
+                match &node.imp {
+                    NodeImpl::Sink(s) => sink = Some(s.open(&ctx(n, i, p))?),
+                    NodeImpl::Op(op) => {
+                        let next = sink
+                            .take()
+                            .ok_or_else(|| Error::Internal("op without output".into()))?;
+                        sink = Some(op.wrap(&ctx(n, i, p), next)?);
+                    }
+                    NodeImpl::Source(s) => {
+                        let next = sink
+                            .take()
+                            .ok_or_else(|| Error::Internal("source without output".into()))?;
+                        task = Some(s.task(&ctx(n, i, p), next)?);
+                    }
+                }
+            }
+            let task = match task {
+                Some(t) => t,
+                None => {
+                    let head = &graph.nodes[chain.nodes[0]];
+                    let kit = head
+                        .input_kit
+                        .as_ref()
+                        .ok_or_else(|| Error::Internal("no input kit".into()))?;
+                    let inputs = receivers
+                        .next()
+                        .ok_or_else(|| Error::Internal("missing receivers".into()))?;
+                    let chain_sink = sink
+                        .take()
+                        .ok_or_else(|| Error::Internal("no chain".into()))?;
+                    kit.task(inputs, chain_sink)?
+                }
+            };
+            slots.push(TaskSlot::new(task, chain.nodes[0], i));
+        }
+    }
+    Ok(Deployment {
+        slots,
+        channels,
+        buffer_capacity: capacity_total,
+    })
+}

@@ -1,0 +1,353 @@
+//! The supervisor of a job: runs it to completion, restoring from a checkpoint when asked and
+//! restarting from the last complete one after a failure (`job.restart`).
+//!
+//! One attempt opens the checkpoint to restore, recovers the sinks' transactions, deploys the
+//! plan, and runs the executor next to the checkpoint coordinator. What the attempt reports goes
+//! back to the job as a [`RunReport`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::coordinator::{CheckpointStats, Coordinator, CoordinatorSpec, Schedule, Triggers};
+use super::deploy::deploy;
+use super::executor;
+use crate::config::Config;
+use crate::core::connector::Positions;
+use crate::core::graph::{Graph, NodeImpl};
+use crate::core::plan::PhysicalPlan;
+use crate::core::task::{Checkpoints, JobCounters, NoCheckpoints};
+use crate::core::StageKind;
+use crate::error::{Error, Result};
+use crate::state::checkpoint::{CheckpointStore, OpenCheckpoint};
+use crate::state::manifest::CheckpointId;
+
+/// Which checkpoint a job restores from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restore {
+    /// The newest complete checkpoint that can be opened (none: start from the beginning).
+    Latest,
+    /// Checkpoint `n` (`chk-0000000n`).
+    Id(u64),
+}
+
+impl std::str::FromStr for Restore {
+    type Err = Error;
+    /// `latest`, or a checkpoint id as [`CheckpointId`] parses it (`12`, `chk-00000012`).
+    fn from_str(s: &str) -> Result<Restore> {
+        if s == "latest" {
+            return Ok(Restore::Latest);
+        }
+        s.parse::<CheckpointId>()
+            .map(|id| Restore::Id(id.0))
+            .map_err(|_| {
+                Error::config(
+                    "--restore",
+                    format!("`{s}` is not `latest` or a checkpoint id"),
+                )
+            })
+    }
+}
+
+/// The checkpoint store of a job configured by `config`, when `job.checkpoint` is set.
+pub(crate) fn checkpoint_store(config: &Config) -> Result<Option<CheckpointStore>> {
+    match &config.job.checkpoint {
+        None => Ok(None),
+        Some(c) => Ok(Some(CheckpointStore::from_url(
+            &c.backend_url(),
+            &c.options,
+        )?)),
+    }
+}
+
+/// What a run of a job reports (the job adds its counters).
+pub(crate) struct RunReport {
+    /// Wall-clock time of the run, restarts included.
+    pub duration: Duration,
+    /// Channels between tasks of the last attempt.
+    pub channels: usize,
+    /// The batches all channels of the last attempt can hold together.
+    pub buffer_capacity: usize,
+    /// The most data batches buffered between tasks at any moment of the last attempt.
+    pub peak_batches_in_flight: usize,
+    /// Tasks of the plan.
+    pub tasks: usize,
+    /// Restarts after failures.
+    pub restarts: usize,
+    /// The checkpoints the last attempt completed.
+    pub checkpoints: Vec<CheckpointStats>,
+    /// The newest complete checkpoint when the job ended.
+    pub last_checkpoint: Option<u64>,
+    /// Per stateful subtask: its stage's name and its final keyed state, codec-encoded.
+    pub final_states: Vec<(String, Vec<u8>)>,
+}
+
+/// Runs one job: its plan, configuration and on-demand checkpoint requests.
+pub(crate) struct Supervisor<'a> {
+    /// The job id.
+    pub id: &'a str,
+    pub graph: &'a Graph,
+    pub plan: &'a PhysicalPlan,
+    pub config: &'a Config,
+    /// Checkpoints asked for on demand, shared with the job's [`crate::job::Runner`].
+    pub triggers: &'a Triggers,
+}
+
+impl Supervisor<'_> {
+    /// Runs the job to completion on `runtime.threads` threads, first restoring from `restore`
+    /// if given, and restarting from the latest checkpoint after a restartable failure.
+    pub(crate) fn run(&self, mut restore: Option<Restore>) -> Result<RunReport> {
+        let started = Instant::now();
+        tracing::info!(
+            job = %self.id,
+            threads = self.config.threads(),
+            tasks = self.plan.task_count(),
+            "job starting"
+        );
+        for node in &self.graph.nodes {
+            if let NodeImpl::Source(source) = &node.imp {
+                source.start()?;
+            }
+        }
+        let restart = self.config.job.restart.clone();
+        let mut attempt = 0;
+        loop {
+            match self.run_once(restore) {
+                Ok(mut report) => {
+                    report.duration = started.elapsed();
+                    report.restarts = attempt;
+                    return Ok(report);
+                }
+                Err(e) if attempt < restart.attempts && restartable(&e) => {
+                    attempt += 1;
+                    tracing::warn!(
+                        job = %self.id,
+                        attempt,
+                        of = restart.attempts,
+                        "restarting from the last complete checkpoint after: {e}"
+                    );
+                    std::thread::sleep(Duration::from_millis(restart.backoff_ms));
+                    restore = Some(Restore::Latest);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Opens the checkpoint to restore, logging the newer ones that could not be opened.
+    fn open_restore(
+        &self,
+        restore: Option<Restore>,
+        store: Option<&CheckpointStore>,
+    ) -> Result<Option<OpenCheckpoint>> {
+        let Some(restore) = restore else {
+            return Ok(None);
+        };
+        let store = store.ok_or_else(|| {
+            Error::config(
+                &self.config.origin,
+                "--restore needs `job.checkpoint` in the config",
+            )
+        })?;
+        match restore {
+            Restore::Id(n) => Ok(Some(store.open(self.id, CheckpointId(n))?)),
+            Restore::Latest => match store.open_latest_valid(self.id)? {
+                None => {
+                    tracing::info!(job = %self.id, "no checkpoint to restore: starting from the beginning");
+                    Ok(None)
+                }
+                Some(point) => {
+                    for skipped in &point.skipped {
+                        tracing::warn!(job = %self.id, "{skipped}; trying an older checkpoint");
+                    }
+                    Ok(Some(point.checkpoint))
+                }
+            },
+        }
+    }
+
+    /// Publishes the sink transactions of the restored checkpoint (again: publishing is
+    /// idempotent) and discards whatever later attempts staged.
+    fn recover_sinks(&self, checkpoint: &OpenCheckpoint) -> Result<()> {
+        for node in &self.graph.nodes {
+            let NodeImpl::Sink(sink) = &node.imp else {
+                continue;
+            };
+            let mut keep = Vec::new();
+            if let Some(stage) = checkpoint.manifest().stages.get(&node.name) {
+                for part in &stage.parts {
+                    let transactions: Vec<String> =
+                        checkpoint.decode_part(&node.name, &part.name)?;
+                    for t in transactions {
+                        sink.commit(&t)?;
+                        keep.push(t);
+                    }
+                }
+            }
+            sink.discard_uncommitted(&keep)?;
+        }
+        Ok(())
+    }
+
+    /// The highest checkpoint id any run of this job has used (complete or not).
+    fn highest_checkpoint_id(&self, store: &CheckpointStore) -> Result<u64> {
+        let listing = store.backend().list_dir(self.id)?;
+        Ok(listing
+            .dirs
+            .iter()
+            .filter_map(|d| CheckpointId::from_dir_name(d))
+            .map(|id| id.0)
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// The merged source positions of each source stage in `checkpoint`.
+    fn positions(&self, checkpoint: &OpenCheckpoint) -> Result<HashMap<usize, Arc<Positions>>> {
+        let mut out = HashMap::new();
+        for (id, node) in self.graph.nodes.iter().enumerate() {
+            if node.kind != StageKind::Source {
+                continue;
+            }
+            let mut merged = Positions::new();
+            if let Some(stage) = checkpoint.manifest().stages.get(&node.name) {
+                for part in &stage.parts {
+                    let p: Positions = checkpoint.decode_part(&node.name, &part.name)?;
+                    merged.extend(p);
+                }
+            }
+            out.insert(id, Arc::new(merged));
+        }
+        Ok(out)
+    }
+
+    /// One attempt: restore if asked, run every task to completion.
+    fn run_once(&self, restore: Option<Restore>) -> Result<RunReport> {
+        let started = Instant::now();
+        let threads = self.config.threads();
+        let store = checkpoint_store(self.config)?;
+        let restored = self.open_restore(restore, store.as_ref())?;
+        let positions = match &restored {
+            Some(c) => {
+                tracing::info!(job = %self.id, checkpoint = %c.id(), "restoring");
+                self.positions(c)?
+            }
+            None => HashMap::new(),
+        };
+        match &restored {
+            Some(c) => self.recover_sinks(c)?,
+            // Restarting before any checkpoint completed: nothing was published; what the failed
+            // attempt staged is dropped.
+            None if restore.is_some() => {
+                for node in &self.graph.nodes {
+                    if let NodeImpl::Sink(sink) = &node.imp {
+                        sink.discard_uncommitted(&[])?;
+                    }
+                }
+            }
+            None => {}
+        }
+        let restored_id = restored.as_ref().map_or(0, |c| c.id().0);
+        let restored = restored.map(Arc::new);
+        let deployment = deploy(self.graph, self.plan, self.config, restored, &positions)?;
+        let names: Vec<String> = self.graph.nodes.iter().map(|n| n.name.clone()).collect();
+        let counters = JobCounters::default();
+        let finals: Mutex<Vec<(usize, Vec<u8>)>> = Mutex::new(Vec::new());
+        let slots = deployment.slots;
+        let tasks = slots.len();
+        let live = AtomicUsize::new(tasks);
+        let stop = AtomicBool::new(false);
+        let coordinator = match (store, &self.config.job.checkpoint) {
+            (Some(store), Some(c)) => {
+                // The highest checkpoint id any run used, complete or not.
+                let last_used = self.highest_checkpoint_id(&store)?;
+                Some(Coordinator::new(CoordinatorSpec {
+                    store,
+                    job: self.id.to_string(),
+                    key_groups: self.plan.key_groups,
+                    stage_names: names.clone(),
+                    stage_parallelism: self
+                        .graph
+                        .nodes
+                        .iter()
+                        .map(|n| n.parallelism.initial())
+                        .collect(),
+                    sinks: self
+                        .graph
+                        .nodes
+                        .iter()
+                        .map(|n| match &n.imp {
+                            NodeImpl::Sink(s) => Some(&**s),
+                            _ => None,
+                        })
+                        .collect(),
+                    schedule: Schedule {
+                        interval: c.interval_secs.map(Duration::from_secs_f64),
+                        interval_records: c.interval_records,
+                        retain: c.retain,
+                    },
+                    triggers: self.triggers,
+                    last_completed: restored_id,
+                    last_used,
+                }))
+            }
+            _ => None,
+        };
+        let checkpoints: &dyn Checkpoints = match &coordinator {
+            Some(c) => c,
+            None => &NoCheckpoints,
+        };
+        std::thread::scope(|scope| {
+            if let Some(c) = &coordinator {
+                let (live, stop) = (&live, &stop);
+                scope.spawn(move || c.run(tasks, live, stop));
+            }
+            let outcome = executor::run(
+                &slots,
+                &names,
+                threads,
+                &counters,
+                &finals,
+                checkpoints,
+                &live,
+            );
+            stop.store(true, Ordering::Release);
+            outcome
+        })?;
+        if let Some(c) = &coordinator {
+            c.finish(tasks)?;
+        }
+        drop(slots);
+        let finals = finals
+            .into_inner()
+            .map_err(|_| Error::Internal("state lock poisoned".into()))?;
+        let duration = started.elapsed();
+        tracing::info!(job = %self.id, ?duration, "job finished");
+        Ok(RunReport {
+            duration,
+            channels: deployment.channels,
+            buffer_capacity: deployment.buffer_capacity,
+            peak_batches_in_flight: counters.peak_in_flight.load(Ordering::Relaxed),
+            tasks: self.plan.task_count(),
+            restarts: 0,
+            checkpoints: coordinator.as_ref().map(|c| c.stats()).unwrap_or_default(),
+            last_checkpoint: coordinator
+                .as_ref()
+                .map(Checkpoints::completed)
+                .filter(|&n| n > 0),
+            final_states: finals
+                .into_iter()
+                .map(|(n, s)| (names[n].clone(), s))
+                .collect(),
+        })
+    }
+}
+
+/// Failures a restart can get past: a stage's panic or error, a state backend hiccup. Config
+/// and plan errors would fail again.
+fn restartable(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::StagePanic { .. } | Error::Stage { .. } | Error::Backend { .. } | Error::Io { .. }
+    )
+}
