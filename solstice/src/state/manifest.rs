@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 /// Length of the codec header (magic, version, codec id) that starts every part file.
 pub(crate) use codec::{check_header, HEADER_LEN};
 
+/// The name of a checkpoint's manifest file, next to its stages' directories.
+pub const MANIFEST: &str = "_manifest";
+
 /// The number of a checkpoint of a job; checkpoints of a job are numbered upwards.
 ///
 /// Displayed (and named in storage) as `chk-00000012`.
@@ -265,7 +268,7 @@ pub fn check_name(what: &'static str, name: &str) -> Result<()> {
 /// [`check_name`] for a stage, which must also not be the manifest's name.
 pub(crate) fn check_stage(stage: &str) -> Result<()> {
     check_name("stage name", stage)?;
-    if stage == super::checkpoint::MANIFEST {
+    if stage == MANIFEST {
         return Err(Error::InvalidName {
             what: "stage name",
             name: stage.to_string(),

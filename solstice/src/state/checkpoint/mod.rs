@@ -38,15 +38,14 @@ use std::collections::BTreeMap;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::backend::{StateBackend, UploadHandle};
-use super::manifest::{check_header, check_name, check_stage, CheckpointId, Manifest, PartInfo};
+use super::manifest::{
+    check_header, check_name, check_stage, CheckpointId, Manifest, PartInfo, MANIFEST,
+};
 use crate::error::{Error, Result};
 
 mod restore;
 
 pub use restore::{OpenCheckpoint, RestorePoint, SkippedCheckpoint};
-
-/// The name of a checkpoint's manifest file.
-pub const MANIFEST: &str = "_manifest";
 
 /// Default cap on a manifest read into memory: 64 MiB.
 pub const DEFAULT_MAX_MANIFEST_BYTES: u64 = 64 << 20;
