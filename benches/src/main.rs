@@ -489,14 +489,7 @@ fn checkpoints(args: &SuiteArgs) -> Result<ExitCode, String> {
     use solstice_bench::checkpoints as ck;
     let rate_text = rate;
     // The restart measurement injects a panic into a worker; the job reports it as its error.
-    std::panic::set_hook(Box::new(|info| {
-        let worker = std::thread::current()
-            .name()
-            .is_some_and(|n| n.starts_with("solstice-worker"));
-        if !worker {
-            eprintln!("{info}");
-        }
-    }));
+    solstice::cli::quiet_stage_panics();
     let data = DataDir::new(args.data.as_deref())?;
     let threads = args.threads.first().copied().unwrap_or(2);
     let work = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;

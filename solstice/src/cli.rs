@@ -14,7 +14,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 use crate::error::Result;
 use crate::job::{Job, JobBuilder};
-use crate::Pipeline;
+use crate::pipeline::Pipeline;
+use crate::state::manifest::CheckpointId;
 
 /// Options of a job run.
 #[derive(Args, Debug, Clone)]
@@ -98,7 +99,7 @@ enum Command {
 }
 
 /// Sets up logging (`RUST_LOG`, default `info`, to stderr) and keeps panics of stage functions,
-/// which the job reports as errors, from printing a second time.
+/// which the job reports as errors, from printing a second time (see [`quiet_stage_panics`]).
 pub fn init() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -108,6 +109,13 @@ pub fn init() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
+    quiet_stage_panics();
+}
+
+/// Installs a panic hook that logs panics on the executor's worker threads at debug level
+/// instead of printing them: a job reports a stage's panic as its error
+/// ([`crate::Error::StagePanic`]). Panics on other threads go to the previous hook.
+pub fn quiet_stage_panics() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let worker = std::thread::current()
@@ -159,7 +167,7 @@ pub fn run_with(
         result.tasks
     );
     if let Some(n) = result.last_checkpoint {
-        eprintln!("last complete checkpoint: chk-{n:08}");
+        eprintln!("last complete checkpoint: {}", CheckpointId(n));
     }
     for (name, n) in &result.counters {
         if let Some(stage) = name.strip_suffix(".skipped").filter(|_| *n > 0) {
