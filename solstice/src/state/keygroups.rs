@@ -4,7 +4,7 @@
 //! groups; subtask `i` of a stage with parallelism `p` owns the contiguous range
 //! `[i * max / p, (i + 1) * max / p)`.
 
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::ops::Range;
 
 /// Default number of key groups (the maximum parallelism of a keyed stage).
@@ -85,9 +85,6 @@ impl Hasher for StableHasher {
         z ^ (z >> 31)
     }
 }
-
-/// `BuildHasher` for maps keyed by user keys on the hot path.
-pub type StableBuildHasher = BuildHasherDefault<StableHasher>;
 
 /// The stable 64-bit hash of a key.
 #[inline]

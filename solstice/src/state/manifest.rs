@@ -1,10 +1,10 @@
 //! What a checkpoint is made of: its id, its manifest, and the integrity data of its parts.
 //!
-//! The manifest is the checkpoint's table of contents, written last: which stages were
-//! snapshotted at which parallelism, which part files each wrote (with size and checksum, so that a
-//! reader can tell a truncated or flipped file), and opaque extra entries for the runtime (source
-//! positions, pending sink transactions). It is encoded with [`super::codec`] inside a checksummed
-//! envelope. Where the files live and how they are read is [`super::checkpoint`]'s business.
+//! The manifest is the checkpoint's table of contents, written last: the job's number of key
+//! groups, which stages were snapshotted at which parallelism, and which part files each wrote
+//! (with size and checksum, so that a reader can tell a truncated or flipped file). It is encoded
+//! with [`super::codec`] inside a checksummed envelope. Where the files live and how they are
+//! read is [`super::checkpoint`]'s business.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,11 +30,6 @@ pub const MANIFEST: &str = "_manifest";
 pub struct CheckpointId(pub u64);
 
 impl CheckpointId {
-    /// The checkpoint after this one.
-    pub fn next(self) -> CheckpointId {
-        CheckpointId(self.0 + 1)
-    }
-
     /// Parses a directory name written by `Display` (`chk-00000012`); anything else is `None`.
     pub(crate) fn from_dir_name(name: &str) -> Option<CheckpointId> {
         let digits = name.strip_prefix("chk-")?;
@@ -122,29 +117,20 @@ pub struct Manifest {
     pub checkpoint: CheckpointId,
     /// The job's id.
     pub job_id: String,
-    /// When the manifest was made ([`Manifest::new`]), in milliseconds since the Unix epoch.
-    pub created_at_millis: u64,
     /// The job's number of key groups (keyed state is split into this many groups).
     pub key_groups: usize,
     /// Per stage name, its parallelism and parts.
     pub stages: BTreeMap<String, StageSnapshot>,
-    /// Opaque entries for the runtime (e.g. source positions, pending sink transactions).
-    pub extra: BTreeMap<String, Vec<u8>>,
 }
 
 impl Manifest {
-    /// An empty manifest of checkpoint `checkpoint` of `job_id`, stamped with the current time.
+    /// An empty manifest of checkpoint `checkpoint` of `job_id`.
     pub fn new(job_id: impl Into<String>, checkpoint: CheckpointId, key_groups: usize) -> Self {
-        let created_at_millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         Manifest {
             checkpoint,
             job_id: job_id.into(),
-            created_at_millis,
             key_groups,
             stages: BTreeMap::new(),
-            extra: BTreeMap::new(),
         }
     }
 
@@ -287,7 +273,6 @@ mod tests {
         m.add_part("totals", 2, PartInfo::of(key_group_part(0), b"abc"));
         m.add_part("totals", 2, PartInfo::of(key_group_part(1), b"de"));
         m.add_part("orders", 1, PartInfo::of(subtask_part(0), b"f"));
-        m.extra.insert("source.orders".into(), vec![1, 2, 3]);
         m
     }
 
