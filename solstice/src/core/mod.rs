@@ -9,7 +9,7 @@ pub(crate) mod graph;
 pub(crate) mod keyed;
 pub mod parallelism;
 pub(crate) mod plan;
-pub mod task;
+pub(crate) mod task;
 
 use std::any::Any;
 

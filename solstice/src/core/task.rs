@@ -7,11 +7,11 @@ use std::sync::Mutex;
 use crate::error::Result;
 
 /// Index of a task in the running job.
-pub type TaskId = usize;
+pub(crate) type TaskId = usize;
 
 /// What a task's run reports to the executor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// More work is ready: run again later (the task used up its slice).
     Yield,
     /// Blocked on an empty input or a full output; a channel will wake the task.
@@ -87,7 +87,7 @@ impl JobCounters {
 }
 
 /// The context of one task run.
-pub struct Cx<'a> {
+pub(crate) struct Cx<'a> {
     pub(crate) waker: &'a dyn Wake,
     pub(crate) task: TaskId,
     /// The stage (graph node) currently processing, for naming it in panics.
@@ -99,13 +99,6 @@ pub struct Cx<'a> {
     pub(crate) final_states: &'a Mutex<Vec<(usize, Vec<u8>)>>,
     /// The checkpoint coordinator.
     pub(crate) checkpoints: &'a dyn Checkpoints,
-}
-
-impl Cx<'_> {
-    /// The subtask index of the running task.
-    pub fn subtask(&self) -> usize {
-        self.subtask
-    }
 }
 
 /// A push-based consumer of record batches: an operator (which forwards to the next one), a sink,

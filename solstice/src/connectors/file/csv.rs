@@ -36,7 +36,7 @@ struct Open {
 }
 
 /// Reads the CSV files of one subtask.
-pub struct CsvReader<T> {
+pub(crate) struct CsvReader<T> {
     files: VecDeque<PathBuf>,
     /// Restored: where to resume in a file (byte offset and line of the next record).
     resume: std::collections::HashMap<PathBuf, (u64, u64)>,
@@ -209,7 +209,7 @@ impl<T: DeserializeOwned + Send + 'static> CsvReader<T> {
 }
 
 /// Writes one subtask's CSV part file.
-pub struct CsvWriter {
+pub(crate) struct CsvWriter {
     out: csv::Writer<File>,
 }
 

@@ -71,7 +71,7 @@ impl Split {
 }
 
 /// Reads the JSONL splits of one subtask.
-pub struct JsonlReader<T> {
+pub(crate) struct JsonlReader<T> {
     splits: VecDeque<Split>,
     /// Names of the splits read to the end.
     done: Vec<String>,
@@ -212,7 +212,7 @@ impl<T: DeserializeOwned + Send + 'static> JsonlReader<T> {
 }
 
 /// Writes one subtask's JSONL part file.
-pub struct JsonlWriter {
+pub(crate) struct JsonlWriter {
     pub(crate) out: BufWriter<File>,
 }
 

@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use self::csv::{CsvReader, CsvWriter};
-pub use self::jsonl::{JsonlReader, JsonlWriter};
-pub use self::parquet::{ParquetReader, ParquetWriter};
+use self::csv::{CsvReader, CsvWriter};
+use self::jsonl::{JsonlReader, JsonlWriter};
+use self::parquet::{ParquetReader, ParquetWriter};
 use self::reject::Rejects;
 use crate::config::{CsvOptions, Format, ParquetOptions, SinkConfig, SourceConfig};
 use crate::core::connector::{Positions, Sink, SinkWriter, Source, SourceReader, FINISHED};
@@ -218,16 +218,16 @@ impl<T: DeserializeOwned + Data> Source for FileSource<T> {
         if positions.is_empty() {
             return self.open(subtask, parallelism);
         }
-        match self.open(subtask, parallelism)? {
-            FileReader::Csv(mut r) => {
+        match self.open(subtask, parallelism)?.0 {
+            ReaderFormat::Csv(mut r) => {
                 r.restore(positions);
-                return Ok(FileReader::Csv(r));
+                return Ok(FileReader(ReaderFormat::Csv(r)));
             }
-            FileReader::Parquet(mut r) => {
+            ReaderFormat::Parquet(mut r) => {
                 r.restore(positions);
-                return Ok(FileReader::Parquet(r));
+                return Ok(FileReader(ReaderFormat::Parquet(r)));
             }
-            FileReader::Jsonl(_) => {}
+            ReaderFormat::Jsonl(_) => {}
         }
         let mut splits = Vec::new();
         let mut finished = Vec::new();
@@ -244,7 +244,7 @@ impl<T: DeserializeOwned + Data> Source for FileSource<T> {
         }
         let mut reader = JsonlReader::new(splits, self.rejects.clone());
         reader.finished(finished);
-        Ok(FileReader::Jsonl(reader))
+        Ok(FileReader(ReaderFormat::Jsonl(reader)))
     }
 
     fn open(&self, subtask: usize, parallelism: usize) -> Result<FileReader<T>> {
@@ -252,45 +252,48 @@ impl<T: DeserializeOwned + Data> Source for FileSource<T> {
         Ok(match self.format {
             Format::Jsonl => {
                 let splits = mine(jsonl::splits(&self.files), subtask, parallelism);
-                FileReader::Jsonl(JsonlReader::new(splits, rejects))
+                FileReader(ReaderFormat::Jsonl(JsonlReader::new(splits, rejects)))
             }
             Format::Csv => {
                 let files = self.files.iter().map(|(p, _)| p.clone()).collect();
                 let files = mine(files, subtask, parallelism);
-                FileReader::Csv(CsvReader::new(files, self.csv.clone(), rejects))
+                FileReader(ReaderFormat::Csv(CsvReader::new(
+                    files,
+                    self.csv.clone(),
+                    rejects,
+                )))
             }
             Format::Parquet => {
                 let groups = mine(self.row_groups.clone(), subtask, parallelism);
-                FileReader::Parquet(ParquetReader::new(groups, rejects))
+                FileReader(ReaderFormat::Parquet(ParquetReader::new(groups, rejects)))
             }
         })
     }
 }
 
 /// The reader of one [`FileSource`] subtask.
-pub enum FileReader<T> {
-    /// JSON lines.
+pub struct FileReader<T>(ReaderFormat<T>);
+
+enum ReaderFormat<T> {
     Jsonl(JsonlReader<T>),
-    /// CSV.
     Csv(CsvReader<T>),
-    /// Parquet.
     Parquet(ParquetReader<T>),
 }
 
 impl<T: DeserializeOwned + Data> SourceReader<T> for FileReader<T> {
     fn read_batch(&mut self, out: &mut Vec<T>, max: usize) -> Result<bool> {
-        match self {
-            FileReader::Jsonl(r) => r.read_batch(out, max),
-            FileReader::Csv(r) => r.read_batch(out, max),
-            FileReader::Parquet(r) => r.read_batch(out, max),
+        match &mut self.0 {
+            ReaderFormat::Jsonl(r) => r.read_batch(out, max),
+            ReaderFormat::Csv(r) => r.read_batch(out, max),
+            ReaderFormat::Parquet(r) => r.read_batch(out, max),
         }
     }
 
     fn position(&self) -> Result<Positions> {
-        Ok(match self {
-            FileReader::Jsonl(r) => r.position(),
-            FileReader::Csv(r) => r.position(),
-            FileReader::Parquet(r) => r.position(),
+        Ok(match &self.0 {
+            ReaderFormat::Jsonl(r) => r.position(),
+            ReaderFormat::Csv(r) => r.position(),
+            ReaderFormat::Parquet(r) => r.position(),
         })
     }
 }

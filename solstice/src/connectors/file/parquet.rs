@@ -58,7 +58,7 @@ struct Open {
 }
 
 /// Reads the row groups of one subtask.
-pub struct ParquetReader<T> {
+pub(crate) struct ParquetReader<T> {
     groups: VecDeque<RowGroup>,
     /// Restored: rows of a row group already read.
     resume: std::collections::HashMap<String, usize>,
@@ -202,7 +202,7 @@ impl<T> ParquetReader<T> {
 }
 
 /// Writes one subtask's Parquet part file.
-pub struct ParquetWriter {
+pub(crate) struct ParquetWriter {
     fields: Vec<arrow::datatypes::FieldRef>,
     out: Option<ArrowWriter<File>>,
 }
