@@ -201,6 +201,16 @@ pub enum Error {
         reasons: String,
     },
 
+    /// A checkpoint asked for was not taken: the job takes no checkpoints, the checkpoint failed
+    /// (an upload or commit error; the job goes on), or the job ended before it was taken.
+    #[error("checkpoint{} not taken: {reason}", checkpoint_name(*id))]
+    Checkpoint {
+        /// The checkpoint's id, when one was allocated.
+        id: Option<u64>,
+        /// Why it was not taken.
+        reason: String,
+    },
+
     /// A name that becomes part of a checkpoint path (job id, stage, part) is not usable there.
     #[error("invalid {what} `{name}` for a checkpoint path: {reason}")]
     InvalidName {
@@ -248,6 +258,12 @@ impl Error {
             message: message.into(),
         }
     }
+}
+
+/// ` chk-00000012` for a checkpoint id, nothing without one.
+fn checkpoint_name(id: Option<u64>) -> String {
+    id.map(|n| format!(" {}", crate::state::manifest::CheckpointId(n)))
+        .unwrap_or_default()
 }
 
 /// `url/path` for messages, without doubling the slash between them.

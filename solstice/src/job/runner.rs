@@ -26,13 +26,14 @@ impl Runner {
     /// first.
     pub fn trigger_checkpoint(&self) -> Result<CheckpointId> {
         if !self.checkpoints {
-            return Err(Error::Plan(
-                "the job takes no checkpoints (no `job.checkpoint`)".into(),
-            ));
+            return Err(Error::Checkpoint {
+                id: None,
+                reason: "the job takes no checkpoints (no `job.checkpoint`)".into(),
+            });
         }
         let seen = self.triggers.request();
         let done = || self.handle.as_ref().map_or(true, |h| h.is_finished());
-        self.triggers.wait_after(seen, done).map_err(Error::Plan)
+        self.triggers.wait_after(seen, done)
     }
 
     /// Waits for the job to end.

@@ -43,13 +43,32 @@ pub(crate) struct Schedule {
     pub retain: usize,
 }
 
+/// What became of a checkpoint: its id, or why it was not taken (as [`Error::Checkpoint`]).
+type Outcome = std::result::Result<CheckpointId, Failure>;
+
+/// Why a checkpoint was not taken; cloned to every waiter.
+#[derive(Clone, Debug)]
+struct Failure {
+    id: Option<u64>,
+    reason: String,
+}
+
+impl Failure {
+    fn error(self) -> Error {
+        Error::Checkpoint {
+            id: self.id,
+            reason: self.reason,
+        }
+    }
+}
+
 /// Checkpoints asked for on demand (`Runner::trigger_checkpoint`) and the outcome of each
 /// checkpoint taken since, shared by the job's runs (restarts included).
 #[derive(Debug, Default)]
 pub(crate) struct Triggers {
     requested: AtomicBool,
     /// Outcomes reported, counted, and the last one.
-    outcomes: Mutex<(u64, Option<std::result::Result<CheckpointId, String>>)>,
+    outcomes: Mutex<(u64, Option<Outcome>)>,
     reported: Condvar,
 }
 
@@ -65,7 +84,7 @@ impl Triggers {
         self.requested.swap(false, Ordering::AcqRel)
     }
 
-    fn report(&self, outcome: std::result::Result<CheckpointId, String>) {
+    fn report(&self, outcome: Outcome) {
         let mut guard = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
         guard.0 += 1;
         guard.1 = Some(outcome);
@@ -73,20 +92,19 @@ impl Triggers {
     }
 
     /// Waits until an outcome after the `seen`-th is reported, or `done()` says the job ended.
-    pub(crate) fn wait_after(
-        &self,
-        seen: u64,
-        done: impl Fn() -> bool,
-    ) -> std::result::Result<CheckpointId, String> {
+    pub(crate) fn wait_after(&self, seen: u64, done: impl Fn() -> bool) -> Result<CheckpointId> {
         let mut guard = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if guard.0 > seen {
                 if let Some(outcome) = &guard.1 {
-                    return outcome.clone();
+                    return outcome.clone().map_err(Failure::error);
                 }
             }
             if done() {
-                return Err("the job ended before the checkpoint was taken".into());
+                return Err(Error::Checkpoint {
+                    id: None,
+                    reason: "the job ended before the checkpoint was taken".into(),
+                });
             }
             guard = self
                 .reported
@@ -253,17 +271,20 @@ impl<'a> Coordinator<'a> {
                     self.log_complete(id, last_time, bytes);
                     Ok(CheckpointId(id))
                 }
-                Ok(None) => Err(format!(
-                    "checkpoint {} abandoned: the job is ending",
-                    CheckpointId(id)
-                )),
+                Ok(None) => Err(Failure {
+                    id: Some(id),
+                    reason: "the job is ending".into(),
+                }),
                 Err(e) => {
                     tracing::warn!(
                         job = %self.job,
                         checkpoint = %CheckpointId(id),
                         "checkpoint failed, the job goes on: {e}"
                     );
-                    Err(format!("checkpoint {} failed: {e}", CheckpointId(id)))
+                    Err(Failure {
+                        id: Some(id),
+                        reason: e.to_string(),
+                    })
                 }
             };
             self.triggers.report(outcome);
