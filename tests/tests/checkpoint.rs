@@ -463,3 +463,26 @@ fn csv_and_parquet_sources_resume_from_a_checkpoint() {
         assert_eq!(totals(&state), reference(&input), "{format}");
     }
 }
+
+#[test]
+fn restoring_into_another_number_of_key_groups_is_refused() {
+    let _serial = serial();
+    FAIL_AT.store(0, Ordering::Relaxed);
+    let dir = temp_dir();
+    write_jsonl(&dir.path().join("events.jsonl"), &events(1_000));
+    let yaml = yaml(dir.path());
+    let (result, _) = run(&yaml, &[], None).unwrap();
+    assert!(result.last_checkpoint.is_some());
+    let err = run(
+        &yaml,
+        &["job.key_groups=64".to_string()],
+        Some(Restore::Latest),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("taken with 128 key groups, the job has 64"),
+        "{message}"
+    );
+}

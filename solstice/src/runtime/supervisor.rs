@@ -167,6 +167,23 @@ impl Supervisor<'_> {
         }
     }
 
+    /// Keyed state is filed by key group: a checkpoint restores only into a job with as many.
+    fn check_key_groups(&self, checkpoint: &OpenCheckpoint) -> Result<()> {
+        let taken = checkpoint.manifest().key_groups;
+        if taken == self.plan.key_groups {
+            return Ok(());
+        }
+        Err(Error::config(
+            &self.config.origin,
+            format!(
+                "job.key_groups: checkpoint {} was taken with {taken} key groups, the job has {} \
+                 (keyed state cannot be restored into another number of key groups)",
+                checkpoint.id(),
+                self.plan.key_groups
+            ),
+        ))
+    }
+
     /// Publishes the sink transactions of the restored checkpoint (again: publishing is
     /// idempotent) and discards whatever later attempts staged.
     fn recover_sinks(&self, checkpoint: &OpenCheckpoint) -> Result<()> {
@@ -230,6 +247,7 @@ impl Supervisor<'_> {
         let positions = match &restored {
             Some(c) => {
                 tracing::info!(job = %self.id, checkpoint = %c.id(), "restoring");
+                self.check_key_groups(c)?;
                 self.positions(c)?
             }
             None => HashMap::new(),
