@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::job::{Job, JobBuilder};
 use crate::pipeline::Pipeline;
 use crate::state::manifest::CheckpointId;
@@ -114,7 +114,7 @@ pub fn init() {
 
 /// Installs a panic hook that logs panics on the executor's worker threads at debug level
 /// instead of printing them: a job reports a stage's panic as its error
-/// ([`crate::Error::StagePanic`]). Panics on other threads go to the previous hook.
+/// ([`Error::StagePanic`]). Panics on other threads go to the previous hook.
 pub fn quiet_stage_panics() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -146,7 +146,7 @@ pub fn run_with(
     }
     if args.list_checkpoints {
         let store = job.checkpoint_store()?.ok_or_else(|| {
-            crate::Error::config(
+            Error::config(
                 args.config.display().to_string(),
                 "--list-checkpoints needs `job.checkpoint` in the config",
             )
@@ -198,7 +198,7 @@ pub fn launcher(workflows: &[Workflow]) -> Result<()> {
         Command::Run { workflow, run } => {
             let Some(w) = workflows.iter().find(|w| w.name == workflow) else {
                 let names: Vec<&str> = workflows.iter().map(|w| w.name).collect();
-                return Err(crate::Error::config(
+                return Err(Error::config(
                     "--workflow",
                     format!("no workflow `{workflow}` (available: {})", names.join(", ")),
                 ));

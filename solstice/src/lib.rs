@@ -29,7 +29,8 @@
 //! ```
 //!
 //! Module map: [`core`] (job model, plan), [`job`] (builder, run), [`connectors`], [`state`]
-//! (key groups, keyed state, codec), [`config`] (YAML), [`cli`] (what a workflow's `main` calls).
+//! (key groups, keyed state, codec), [`config`] (YAML), [`cli`] (what a workflow's `main` calls),
+//! [`Pipeline`] (what a `#[pipeline]` module implements).
 
 #![warn(missing_docs)]
 

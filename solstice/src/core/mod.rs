@@ -1,8 +1,8 @@
 //! The job model: stage kinds, parallelism, the connector and operator interfaces, the logical
 //! graph the builder records, the physical plan derived from it, and the keyed record types.
 //!
-//! Nothing here runs a task: the runtime turns a physical plan into running subtasks, and the
-//! `job` module ties the two together.
+//! Nothing here runs a task: the runtime deploys a physical plan into running subtasks and
+//! supervises the run; the `job` module is the API over both.
 
 pub mod connector;
 pub(crate) mod graph;
