@@ -1,12 +1,13 @@
 //! Helpers shared by the end-to-end tests: temporary directories, JSONL files in and out, configs.
 
 use std::path::Path;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{mpsc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use solstice::config::Config;
+use solstice::core::connector::{Positions, Source, SourceReader};
 
 pub use tempfile::TempDir;
 
@@ -54,14 +55,222 @@ pub fn config(yaml: &str, overrides: &[String]) -> Config {
 }
 
 /// Runs `f` on another thread and fails the test if it has not returned within `limit`: a job
-/// that hangs fails loudly instead of stalling the suite.
+/// that hangs fails loudly instead of stalling the suite. A panic of `f` is the test's panic.
 pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.recv_timeout(limit)
-        .expect("the job did not finish in time (hang?)")
+    match rx.recv_timeout(limit) {
+        Ok(value) => value,
+        // `f` panicked: the sender was dropped unsent.
+        Err(mpsc::RecvTimeoutError::Disconnected) => match thread.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the thread ended without sending its result"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("not finished within {limit:?} (a hang?)")
+        }
+    }
+}
+
+/// Where the readers of a [`Held`] source stop until the test lets them go on: a test can then
+/// act on a job that certainly is running (take a checkpoint, stop a server) without racing
+/// the job's end.
+///
+/// A gate starts open (readers never stop), so a `static` gate can serve every test of a file.
+/// A test closes it with [`Gate::close`], waits with [`Gate::wait_held`] until the readers have
+/// stopped if it needs to know how far they read, and opens it again by dropping the guard.
+#[derive(Debug)]
+pub struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Debug)]
+struct GateState {
+    /// Where readers stop while the gate is closed (records of their own); `None`: open.
+    hold_at: Option<u64>,
+    /// Readers stopped at the gate now.
+    held: usize,
+}
+
+impl Gate {
+    /// An open gate.
+    pub const fn new() -> Gate {
+        Gate {
+            state: Mutex::new(GateState {
+                hold_at: None,
+                held: 0,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes the gate: each reader of a [`Held`] source stops once it has read `hold_at`
+    /// records, or at the end of its input if that comes first (so
+    /// `u64::MAX`: at the end), and returns empty batches, never the end of its input, until the
+    /// gate opens. The gate opens when the guard is dropped, also when the test fails, so that a
+    /// failing test leaves no job running.
+    pub fn close(&self, hold_at: u64) -> Closed<'_> {
+        let mut state = self.lock();
+        state.hold_at = Some(hold_at);
+        state.held = 0;
+        Closed(self)
+    }
+
+    /// Waits until `readers` readers are stopped at the gate: everything before the stop has been
+    /// read and handed to the job. Panics after `limit`.
+    pub fn wait_held(&self, readers: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut state = self.lock();
+        while state.held < readers {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "{} of {readers} readers stopped at the gate within {limit:?}",
+                state.held
+            );
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .map(|(s, _)| s)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    fn open(&self) {
+        let mut state = self.lock();
+        state.hold_at = None;
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// How many more records a reader that has read `read` may read before it stops; `None`
+    /// while the gate is open.
+    fn room(&self, read: u64) -> Option<u64> {
+        self.lock().hold_at.map(|at| at.saturating_sub(read))
+    }
+
+    /// Called by a reader at its stop: true while the gate is closed. Parks the reader briefly
+    /// (woken when the gate opens) so that a held source does not spin a core.
+    fn hold(&self, held: &mut bool) -> bool {
+        let mut state = self.lock();
+        if state.hold_at.is_none() {
+            if std::mem::take(held) {
+                state.held -= 1;
+            }
+            return false;
+        }
+        if !std::mem::replace(held, true) {
+            state.held += 1;
+            self.changed.notify_all();
+        }
+        let _ = self.changed.wait_timeout(state, Duration::from_millis(1));
+        true
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate::new()
+    }
+}
+
+/// A closed [`Gate`]; dropping it opens the gate.
+#[must_use = "the gate opens again when this guard is dropped"]
+#[derive(Debug)]
+pub struct Closed<'a>(&'a Gate);
+
+impl Drop for Closed<'_> {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// A source whose readers stop at a [`Gate`] while it is closed: the job cannot end (nor, with
+/// a stop before the end, read further) until the test opens the gate. Positions, splits and
+/// restore are the wrapped source's.
+pub struct Held<S> {
+    inner: S,
+    gate: &'static Gate,
+}
+
+impl<S> Held<S> {
+    /// `inner`, held at `gate`.
+    pub fn new(inner: S, gate: &'static Gate) -> Held<S> {
+        Held { inner, gate }
+    }
+}
+
+impl<S: Source> Source for Held<S> {
+    type Item = S::Item;
+    type Reader = HeldReader<S::Reader>;
+
+    fn start(&self) -> solstice::Result<()> {
+        self.inner.start()
+    }
+
+    fn open(&self, subtask: usize, parallelism: usize) -> solstice::Result<Self::Reader> {
+        Ok(self.reader(self.inner.open(subtask, parallelism)?))
+    }
+
+    fn open_at(
+        &self,
+        subtask: usize,
+        parallelism: usize,
+        positions: &Positions,
+    ) -> solstice::Result<Self::Reader> {
+        Ok(self.reader(self.inner.open_at(subtask, parallelism, positions)?))
+    }
+}
+
+impl<S> Held<S> {
+    fn reader<R>(&self, inner: R) -> HeldReader<R> {
+        HeldReader {
+            inner,
+            gate: self.gate,
+            read: 0,
+            exhausted: false,
+            held: false,
+        }
+    }
+}
+
+/// A reader of a [`Held`] source.
+pub struct HeldReader<R> {
+    inner: R,
+    gate: &'static Gate,
+    /// Records read by this reader.
+    read: u64,
+    /// The wrapped reader has reached the end of its input.
+    exhausted: bool,
+    /// Counted as stopped at the gate.
+    held: bool,
+}
+
+impl<T, R: SourceReader<T>> SourceReader<T> for HeldReader<R> {
+    fn read_batch(&mut self, out: &mut Vec<T>, max: usize) -> solstice::Result<bool> {
+        let room = self.gate.room(self.read).unwrap_or(u64::MAX);
+        if self.exhausted || room == 0 {
+            // An empty batch: the source task sends barriers between batches meanwhile.
+            return Ok(self.gate.hold(&mut self.held) || !self.exhausted);
+        }
+        let before = out.len();
+        let max = max.min(usize::try_from(room).unwrap_or(usize::MAX));
+        self.exhausted = !self.inner.read_batch(out, max)?;
+        self.read += (out.len() - before) as u64;
+        // The end is reported by the next call, once the gate lets it through.
+        Ok(true)
+    }
+
+    fn position(&self) -> solstice::Result<Positions> {
+        self.inner.position()
+    }
 }
 
 /// A Python interpreter command with pyarrow importable: pyarrow is installed once with pip into

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use solstice::job::Restore;
 use solstice::prelude::*;
-use solstice_tests::{config, temp_dir, write_jsonl};
+use solstice_tests::{config, temp_dir, write_jsonl, Gate, Held};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -211,6 +211,9 @@ static FAIL_OUT_AT: AtomicU64 = AtomicU64::new(0);
 /// When set, `guard2` panics at `FAIL_OUT_AT` once, then lets it pass (a transient failure).
 static FAIL_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Where the source of `running` stops while a test holds it (open: never).
+static HOLD: Gate = Gate::new();
+
 /// Emits every running total to files: the output shows any record lost or written twice.
 /// One source subtask up to the keyed exchange keeps each key's records in input order, so each
 /// running total is deterministic.
@@ -219,8 +222,8 @@ pub mod running {
     use super::*;
 
     #[source]
-    pub fn events(cfg: &SourceConfig) -> Result<FileSource<Event>> {
-        FileSource::from_config(cfg)
+    pub fn events(cfg: &SourceConfig) -> Result<Held<FileSource<Event>>> {
+        Ok(Held::new(FileSource::from_config(cfg)?, &HOLD))
     }
 
     #[map]
@@ -260,6 +263,13 @@ pub mod running {
 
 /// Every running total of the failure-free run, sorted.
 fn running_totals(input: &[Event]) -> Vec<Running> {
+    let mut expected = running_totals_in_order(input);
+    expected.sort();
+    expected
+}
+
+/// Every running total of the failure-free run, one per input record, in input order.
+fn running_totals_in_order(input: &[Event]) -> Vec<Running> {
     let mut expected = Vec::new();
     let mut acc: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for e in input {
@@ -272,7 +282,6 @@ fn running_totals(input: &[Event]) -> Vec<Running> {
             sum: t.0,
         });
     }
-    expected.sort();
     expected
 }
 
@@ -333,8 +342,8 @@ fn file_sink_output_is_exactly_once_across_a_failure_and_restore() {
     run_once(Some(Restore::Latest)).unwrap();
     let (records, hidden) = published(&out);
     assert_eq!(records.len(), expected.len());
-    assert!(
-        records == expected,
+    assert_eq!(
+        records, expected,
         "the output differs from the failure-free output"
     );
     assert!(
@@ -354,8 +363,9 @@ fn file_sink_output_is_exactly_once_across_a_failure_and_restore() {
     let before = files(&out);
     run_once(Some(Restore::Latest)).unwrap();
     let after = published(&out).0;
-    assert!(
-        after == expected,
+    assert_eq!(
+        after,
+        expected,
         "restoring the final checkpoint changed the output: {} records, files {:?} -> {:?}",
         after.len(),
         before,
@@ -377,35 +387,66 @@ fn restart_strategy_recovers_from_a_transient_failure_with_exact_output() {
     let result = running::job(config(&yaml, &[])).unwrap().run().unwrap();
     assert_eq!(result.restarts, 1);
     let (records, hidden) = published(&out);
-    assert!(
-        records == expected,
+    assert_eq!(
+        records, expected,
         "the output differs from the failure-free output"
     );
     assert!(hidden.is_empty(), "{hidden:?}");
 }
 
+/// A checkpoint taken on demand from a running job holds exactly what was read before it: the
+/// source stops after `HELD` records until both checkpoints are taken, so the job cannot end
+/// first and the checkpoint's point in the input is known.
 #[test]
 fn checkpoints_on_demand_from_a_running_job() {
+    const HELD: u64 = 40_000;
     let _serial = serial();
-    let dir = temp_dir();
-    let input = events(300_000);
-    write_jsonl(&dir.path().join("events.jsonl"), &input);
-    // No interval: checkpoints happen only when asked for.
-    let yaml = yaml(dir.path()).replace("interval_records: 20000, ", "");
-    let runner = sums::job(config(&yaml, &[])).unwrap().start();
+    let (dir, expected, yaml) = running_job(100_000);
+    let in_order = running_totals_in_order(&events(100_000));
+    let out = dir.path().join("out");
+    // No interval: checkpoints happen only when asked for. Keep all of them.
+    let yaml = yaml
+        .replace("interval_records: 20000, ", "")
+        .replace("retain: 3", "retain: 50");
+    let hold = HOLD.close(HELD);
+    let runner = running::job(config(&yaml, &[])).unwrap().start();
+    HOLD.wait_held(1, std::time::Duration::from_secs(120));
     let first = runner.trigger_checkpoint().unwrap();
+    // Complete: the sink published every record read before it, and nothing else.
+    let mut before: Vec<Running> = in_order[..HELD as usize].to_vec();
+    before.sort();
+    let (published_first, hidden) = published(&out);
+    assert_eq!(published_first, before, "published by checkpoint {first}");
+    assert!(hidden.is_empty(), "{hidden:?}");
     let second = runner.trigger_checkpoint().unwrap();
     assert!(second > first);
-    let mut result = runner.wait().unwrap();
-    let state = sums::State::from_result(&mut result).unwrap();
-    assert_eq!(totals(&state), reference(&input));
-    let store = sums::job(config(&yaml, &[]))
+    assert_eq!(published(&out).0, before, "nothing was read since {first}");
+    drop(hold);
+    let result = runner.wait().unwrap();
+    assert!(result.last_checkpoint > Some(second.0), "{result:?}");
+    assert_eq!(published(&out).0, expected);
+    let store = running::job(config(&yaml, &[]))
         .unwrap()
         .checkpoint_store()
         .unwrap()
         .unwrap();
-    let taken = store.list("sums").unwrap();
-    assert!(taken.contains(&second), "{taken:?}");
+    let taken = store.list("running").unwrap();
+    assert!(
+        taken.contains(&first) && taken.contains(&second),
+        "{taken:?}"
+    );
+
+    // Restored from the first, a job resumes right after the records before it, with their
+    // state: into a new directory it publishes exactly the running totals of the rest.
+    let elsewhere = format!("sinks.out.path={}", dir.path().join("rest").display());
+    let mut job = running::job(config(&yaml, &[elsewhere])).unwrap();
+    job.restore_from(Restore::Id(first.0));
+    job.run().unwrap();
+    let mut rest: Vec<Running> = in_order[HELD as usize..].to_vec();
+    rest.sort();
+    let (published_rest, hidden) = published(&dir.path().join("rest"));
+    assert_eq!(published_rest, rest, "restored from {first}");
+    assert!(hidden.is_empty(), "{hidden:?}");
 
     // Without `job.checkpoint` there is nothing to trigger.
     let plain = format!(

@@ -1,6 +1,7 @@
 //! The exactly-once proof: the simple_etl binary, killed with SIGKILL at random moments and
 //! restarted with `--restore latest` until it finishes, publishes exactly the output of a run
-//! that was never killed — as a multiset, and in order for each user.
+//! that was never killed — as a multiset, and in order for each user (in the order the part
+//! files were published).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,18 +27,44 @@ fn write_orders(path: &Path, n: u64) {
     std::fs::write(path, text).unwrap();
 }
 
-/// Published output lines (hidden staging files excluded), per user in file order is not
-/// meaningful across files, so lines are returned sorted.
-fn published(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
+/// The published part files (`part-{subtask:05}-{checkpoint:08}.jsonl`; hidden staging files
+/// excluded) in publication order: by checkpoint, then subtask; with their checkpoint ids.
+fn part_files(dir: &Path) -> Vec<(u64, PathBuf)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return lines;
+        return Vec::new();
     };
+    let mut parts = Vec::new();
     for entry in entries {
         let path = entry.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') {
             continue;
         }
+        let order = name
+            .strip_prefix("part-")
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(stem, _ext)| stem.split_once('-'))
+            .and_then(|(subtask, checkpoint)| {
+                Some((
+                    checkpoint.parse::<u64>().ok()?,
+                    subtask.parse::<u64>().ok()?,
+                ))
+            })
+            .unwrap_or_else(|| panic!("not a published part file: {}", path.display()));
+        parts.push((order, path));
+    }
+    parts.sort();
+    parts
+        .into_iter()
+        .map(|((checkpoint, _), path)| (checkpoint, path))
+        .collect()
+}
+
+/// Published output lines in publication order: the part files in order, each file's lines in
+/// order.
+fn published(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (_, path) in part_files(dir) {
         lines.extend(
             std::fs::read_to_string(&path)
                 .unwrap()
@@ -45,21 +72,43 @@ fn published(dir: &Path) -> Vec<String> {
                 .map(str::to_string),
         );
     }
-    lines.sort();
     lines
 }
 
-/// Each user's running order counts must be 1, 2, 3, ... with no gap and no repeat.
-fn counts_per_user(lines: &[String]) -> BTreeMap<String, Vec<u64>> {
-    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+/// The newest checkpoint whose output is published (0: none).
+fn last_published(dir: &Path) -> u64 {
+    part_files(dir)
+        .last()
+        .map_or(0, |(checkpoint, _)| *checkpoint)
+}
+
+/// A running job, killed (SIGKILL) when dropped: also when the test fails.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Each user's output lines (running totals), in the order given.
+fn per_user(lines: &[String]) -> BTreeMap<String, Vec<&str>> {
+    let mut out: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for l in lines {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         out.entry(v["user"].as_str().unwrap().to_string())
             .or_default()
-            .push(v["orders"].as_u64().unwrap());
+            .push(l);
     }
-    out.values_mut().for_each(|v| v.sort_unstable());
     out
+}
+
+/// `lines`, sorted: the output as a multiset.
+fn sorted(lines: &[String]) -> Vec<&str> {
+    let mut sorted: Vec<&str> = lines.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted
 }
 
 fn command(input: &Path, out: &Path, checkpoints: &Path, restore: bool) -> Command {
@@ -103,6 +152,22 @@ fn sigkill_and_restore_gives_exactly_the_failure_free_output() {
     assert!(status.success());
     let reference = published(&reference_out);
     assert!(reference.len() > 100_000);
+    let reference_sorted = sorted(&reference);
+    let reference_per_user = per_user(&reference);
+    // Each user's running order counts in the reference are 1, 2, 3, ...: the sequences
+    // compared below are the users' sequences of totals.
+    for (user, totals) in &reference_per_user {
+        let counts: Vec<u64> = totals
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["orders"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        let expected: Vec<u64> = (1..=totals.len() as u64).collect();
+        assert_eq!(counts, expected, "reference: {user}'s order counts");
+    }
 
     // Kill at pseudo-random moments until the job completes; scenarios repeat until at least 10
     // kills happened in all.
@@ -121,29 +186,43 @@ fn sigkill_and_restore_gives_exactly_the_failure_free_output() {
                 attempt <= 200,
                 "the job does not make progress between kills"
             );
-            let mut child = command(&input, &out, &checkpoints, attempt > 1)
-                .spawn()
-                .unwrap();
+            let published_before = last_published(&out);
+            let mut child = Running(
+                command(&input, &out, &checkpoints, attempt > 1)
+                    .spawn()
+                    .unwrap(),
+            );
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let delay = Duration::from_millis(50 + (seed >> 33) % 400);
+            // Every other attempt, the delay counts from the first checkpoint this attempt
+            // publishes: the job progresses however slow the machine, and the other attempts
+            // are killed at any moment, before any checkpoint too.
             let started = Instant::now();
+            let mut since = (attempt % 2 == 1).then_some(started);
             let finished = loop {
-                if let Some(status) = child.try_wait().unwrap() {
+                if let Some(status) = child.0.try_wait().unwrap() {
                     assert!(status.success(), "attempt {attempt} failed: {status}");
                     break true;
                 }
-                if started.elapsed() >= delay {
+                if since.is_none() && last_published(&out) > published_before {
+                    since = Some(Instant::now());
+                }
+                if since.is_some_and(|t| t.elapsed() >= delay) {
                     break false;
                 }
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "scenario {scenario}, attempt {attempt}: no checkpoint published in 120 s"
+                );
+                // Polls the process and the output directory.
                 std::thread::sleep(Duration::from_millis(5));
             };
+            drop(child); // SIGKILL, unless it finished
             if finished {
                 break;
             }
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
             kills += 1;
         }
         let got = published(&out);
@@ -155,10 +234,21 @@ fn sigkill_and_restore_gives_exactly_the_failure_free_output() {
             reference.len(),
             "scenario {scenario}: record count"
         );
-        assert!(
-            got == reference,
+        assert_eq!(
+            sorted(&got),
+            reference_sorted,
             "scenario {scenario}: output differs from the reference"
         );
-        assert_eq!(counts_per_user(&got), counts_per_user(&reference));
+        let got_per_user = per_user(&got);
+        assert_eq!(
+            got_per_user.keys().collect::<Vec<_>>(),
+            reference_per_user.keys().collect::<Vec<_>>()
+        );
+        for (user, totals) in &reference_per_user {
+            assert_eq!(
+                &got_per_user[user], totals,
+                "scenario {scenario}: {user}'s totals in publication order"
+            );
+        }
     }
 }
