@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::connectors::collect::Outputs;
 use crate::core::connector::Positions;
 use crate::core::graph::{Graph, NodeImpl, Partitioning, SubtaskCtx};
 use crate::core::plan::PhysicalPlan;
@@ -36,6 +37,7 @@ pub struct Job {
     plan: PhysicalPlan,
     config: Config,
     metrics: Metrics,
+    outputs: Outputs,
     restore: Option<Restore>,
     triggers: Arc<Triggers>,
 }
@@ -63,6 +65,7 @@ impl Job {
             graph,
             config,
             metrics,
+            outputs,
         } = builder;
         check_graph(&graph)?;
         check_config_names(&graph, &config, name)?;
@@ -75,6 +78,7 @@ impl Job {
             plan,
             config,
             metrics,
+            outputs,
             restore: None,
             triggers: Arc::default(),
         })
@@ -360,6 +364,7 @@ impl Job {
             peak_batches_in_flight: counters.peak_in_flight.load(Ordering::Relaxed),
             tasks: self.plan.task_count(),
             counters: self.metrics.snapshot(),
+            outputs: self.outputs.clone(),
             restarts: 0,
             checkpoints: coordinator.as_ref().map(|c| c.stats()).unwrap_or_default(),
             last_checkpoint: coordinator

@@ -3,6 +3,8 @@
 use std::any::Any;
 use std::time::Duration;
 
+use crate::connectors::collect::Outputs;
+use crate::core::Data;
 use crate::error::{Error, Result};
 use crate::runtime::coordinator::CheckpointStats;
 use crate::state::keyed::{Key, KeyedState, StateValue};
@@ -28,6 +30,8 @@ pub struct JobResult {
     /// The job's counters, e.g. `orders.skipped`: records a source skipped under `on_error: skip`.
     pub counters: std::collections::BTreeMap<String, u64>,
     pub(super) final_states: Vec<(String, Box<dyn Any + Send>)>,
+    /// The collecting sinks built by [`CollectSink::from_config`](crate::connectors::CollectSink::from_config), by stage name.
+    pub(super) outputs: Outputs,
 }
 
 impl std::fmt::Debug for JobResult {
@@ -64,5 +68,12 @@ impl JobResult {
             )));
         }
         Ok(merged)
+    }
+
+    /// Takes the records of collecting sink `stage` (a [`CollectSink::from_config`](crate::connectors::CollectSink::from_config)): those
+    /// published, subtask after subtask, each subtask's in the order it wrote them. A second
+    /// call returns what was published since (nothing, after `run`).
+    pub fn collected<T: Data>(&mut self, stage: &str) -> Result<Vec<T>> {
+        self.outputs.take(stage)
     }
 }
