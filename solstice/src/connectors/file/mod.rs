@@ -4,7 +4,9 @@
 //! implied by the extension, split across subtasks: JSONL by byte ranges on line boundaries, CSV
 //! by whole files, Parquet by row groups. Records that fail to decode follow the source's
 //! `on_error` policy. [`FileSink`] writes one file per subtask, `part-{subtask:05}.<ext>`, under a
-//! temporary name renamed into place when the subtask completes.
+//! temporary name renamed into place when the subtask completes. Their options
+//! ([`FileSourceOptions`], [`FileSinkOptions`]) are in `options.rs`, read from the connector's own
+//! config section.
 
 mod csv;
 mod jsonl;
