@@ -30,7 +30,8 @@ pub struct JobResult {
     /// The job's counters, e.g. `orders.skipped`: records a source skipped under `on_error: skip`.
     pub counters: std::collections::BTreeMap<String, u64>,
     pub(super) final_states: Vec<(String, Box<dyn Any + Send>)>,
-    /// The collecting sinks built by [`CollectSink::from_config`](crate::connectors::CollectSink::from_config), by stage name.
+    /// The collecting sinks built by
+    /// [`CollectSink::from_config`](crate::connectors::CollectSink::from_config), by stage name.
     pub(super) outputs: Outputs,
 }
 
@@ -70,9 +71,11 @@ impl JobResult {
         Ok(merged)
     }
 
-    /// Takes the records of collecting sink `stage` (a [`CollectSink::from_config`](crate::connectors::CollectSink::from_config)): those
-    /// published, subtask after subtask, each subtask's in the order it wrote them. A second
-    /// call returns what was published since (nothing, after `run`).
+    /// Takes the records of collecting sink `stage` (one built by
+    /// [`CollectSink::from_config`](crate::connectors::CollectSink::from_config)): those
+    /// published, subtask after subtask, each subtask's in the order it wrote them. A second call
+    /// returns what was published since (nothing, after `run`). Fails when no collecting sink
+    /// has that name or its records are not `T`.
     pub fn collected<T: Data>(&mut self, stage: &str) -> Result<Vec<T>> {
         self.outputs.take(stage)
     }
