@@ -8,6 +8,14 @@ use solstice::prelude::*;
 
 use crate::error::BenchError;
 
+/// `sinks.<stage>` of a [`SumSink`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SumSinkOptions {
+    /// The directory of the sum files.
+    path: PathBuf,
+}
+
 /// Sums the `u64` records it receives (see the module docs).
 #[derive(Clone, Debug)]
 pub struct SumSink {
@@ -17,11 +25,8 @@ pub struct SumSink {
 impl SumSink {
     /// The sink configured by `sinks.<stage>.path` (the directory of the sum files).
     pub fn from_config(cfg: &SinkConfig) -> Result<SumSink> {
-        let dir = cfg
-            .path
-            .clone()
-            .ok_or_else(|| cfg.error("path", "missing (required)"))?;
-        Ok(SumSink { dir })
+        let SumSinkOptions { path } = cfg.options()?;
+        Ok(SumSink { dir: path })
     }
 
     /// A sink writing its sum files into `dir`.

@@ -19,12 +19,22 @@
 //! ```
 //!
 //! Unknown keys, wrong types and missing required keys are errors naming the key and the file.
+//! The job-level sections are checked when the config is read; each connector owns the options
+//! of its `sources.<name>` / `sinks.<name>` section and checks them when the job is built
+//! ([`SourceConfig::options`]; the file connector's are in
+//! [`crate::connectors::file::FileSourceOptions`] and
+//! [`crate::connectors::file::FileSinkOptions`]).
+//!
+//! A program that embeds a job can build the same configuration in code, with the same
+//! validation, through [`Config::builder`].
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::connectors::collect::Outputs;
 use crate::core::parallelism::Parallelism;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -43,12 +53,14 @@ pub struct Config {
     /// Per-stage settings, keyed by stage name.
     #[serde(default)]
     pub stages: BTreeMap<String, StageSection>,
-    /// Source connector settings, keyed by source stage name.
+    /// Source connector settings, keyed by source stage name: each connector reads its own
+    /// section (see [`SourceConfig::options`]).
     #[serde(default)]
-    pub sources: BTreeMap<String, SourceConfig>,
-    /// Sink connector settings, keyed by sink stage name.
+    pub sources: BTreeMap<String, Section>,
+    /// Sink connector settings, keyed by sink stage name: each connector reads its own section
+    /// (see [`SinkConfig::options`]).
     #[serde(default)]
-    pub sinks: BTreeMap<String, SinkConfig>,
+    pub sinks: BTreeMap<String, Section>,
     /// Where this configuration came from, for error messages.
     #[serde(skip)]
     pub origin: String,
@@ -160,156 +172,81 @@ pub struct StageSection {
     pub parallelism: Option<Parallelism>,
 }
 
-/// Record format of a file connector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// One JSON document per line.
-    Jsonl,
-    /// Comma- (or otherwise) separated values with a header row.
-    Csv,
-    /// Apache Parquet.
-    Parquet,
-}
+/// The raw YAML of one connector's section (`sources.<name>` or `sinks.<name>`): the connector
+/// reads it into its own options type with [`SourceConfig::options`] / [`SinkConfig::options`].
+pub type Section = serde_yaml_ng::Value;
 
-impl Format {
-    /// The format a file extension implies (`.jsonl`/`.json`/`.ndjson`, `.csv`/`.tsv`,
-    /// `.parquet`/`.pq`).
-    pub fn from_extension(path: &std::path::Path) -> Option<Format> {
-        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-        Some(match ext.as_str() {
-            "jsonl" | "json" | "ndjson" => Format::Jsonl,
-            "csv" | "tsv" => Format::Csv,
-            "parquet" | "pq" => Format::Parquet,
-            _ => return None,
-        })
-    }
-
-    /// The extension of files written in this format.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::Jsonl => "jsonl",
-            Format::Csv => "csv",
-            Format::Parquet => "parquet",
+/// Deserializes a connector's section into `T`: an absent (or empty) section reads as an empty
+/// mapping, so options whose keys all have defaults need no entry. Errors name the key
+/// (`sources.<stage>.<key>`) and the file, as errors in the rest of the config do.
+fn section_options<T: DeserializeOwned>(
+    section: &Section,
+    prefix: &str,
+    origin: &str,
+) -> Result<T> {
+    let empty = Section::Mapping(Default::default());
+    let value = if section.is_null() { &empty } else { section };
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{path}")
+        };
+        let inner = e.into_inner().to_string();
+        match inner
+            .strip_prefix("missing field `")
+            .and_then(|f| f.strip_suffix('`'))
+        {
+            Some(field) => Error::config(origin, format!("{key}.{field}: missing (required)")),
+            None => Error::config(origin, format!("at `{key}`: {inner}")),
         }
-    }
+    })
 }
 
-/// What a source does with a record it cannot decode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    /// Stop the job with `file:line: reason` (the default).
-    #[default]
-    Fail,
-    /// Write the record to the dead-letter file, count it, and go on.
-    Skip,
-}
-
-/// CSV dialect of a source or sink (`csv:` under the connector).
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CsvOptions {
-    /// Field delimiter, one ASCII character (default `,`).
-    pub delimiter: char,
-    /// Quote character, one ASCII character (default `"`).
-    pub quote: char,
-    /// Whether the first row is a header naming the columns (default true). Records are matched
-    /// to columns by name when there is a header, by position otherwise.
-    pub header: bool,
-}
-
-impl Default for CsvOptions {
-    fn default() -> Self {
-        CsvOptions {
-            delimiter: ',',
-            quote: '"',
-            header: true,
-        }
-    }
-}
-
-/// Compression codec of Parquet output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// No compression.
-    None,
-    /// Snappy.
-    Snappy,
-    /// Zstandard, default level (the default).
-    #[default]
-    Zstd,
-}
-
-/// Parquet settings of a sink (`parquet:` under the sink).
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ParquetOptions {
-    /// Rows per row group (default 131072).
-    pub row_group_size: usize,
-    /// Compression codec (default zstd).
-    pub compression: Compression,
-}
-
-impl Default for ParquetOptions {
-    fn default() -> Self {
-        ParquetOptions {
-            row_group_size: 128 * 1024,
-            compression: Compression::Zstd,
-        }
-    }
-}
-
-/// One path or several; each may be a file, a directory (all files in it) or a glob.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum Paths {
-    /// A single path or glob.
-    One(PathBuf),
-    /// Several paths or globs.
-    Many(Vec<PathBuf>),
-}
-
-impl Paths {
-    /// The paths as a list.
-    pub fn to_vec(&self) -> Vec<PathBuf> {
-        match self {
-            Paths::One(p) => vec![p.clone()],
-            Paths::Many(v) => v.clone(),
-        }
-    }
-}
-
-/// `sources.<name>:` settings, handed to the source stage's function.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// What a source stage's function is given: its name, its section of the config (the
+/// connector's own options, read with [`SourceConfig::options`]), where the config came from,
+/// and the job's counters.
+#[derive(Clone, Debug, Default)]
 pub struct SourceConfig {
-    /// Input file(s), directory or glob. Relative paths are relative to the working directory.
-    pub path: Option<Paths>,
-    /// Record format (default: from the file extension, else jsonl).
-    pub format: Option<Format>,
-    /// What to do with a record that cannot be decoded (default: fail).
-    #[serde(default)]
-    pub on_error: OnError,
-    /// With `on_error: skip`, the JSON-lines file that receives rejected records with their
-    /// file, line and reason (required with `skip`).
-    pub dead_letter: Option<PathBuf>,
-    /// CSV dialect.
-    #[serde(default)]
-    pub csv: CsvOptions,
-    /// The source stage's name (filled in by the runtime).
-    #[serde(skip)]
-    pub stage: String,
-    /// The config file this came from (filled in by the runtime).
-    #[serde(skip)]
-    pub origin: String,
-    /// The job's counters (filled in by the runtime).
-    #[serde(skip)]
-    pub metrics: Metrics,
+    stage: String,
+    origin: String,
+    section: Section,
+    metrics: Metrics,
 }
 
 impl SourceConfig {
+    /// The source stage's name.
+    pub fn stage(&self) -> &str {
+        &self.stage
+    }
+
+    /// Where the config came from (its file, for error messages).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The raw `sources.<stage>` section (null when the config has none).
+    pub fn section(&self) -> &Section {
+        &self.section
+    }
+
+    /// The job's counters, e.g. for a `<stage>.skipped` count.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The connector's options: `sources.<stage>` deserialized into `T`. An absent section reads
+    /// as an empty mapping. Unknown keys (with `#[serde(deny_unknown_fields)]`), wrong types
+    /// and missing required keys are config errors naming `sources.<stage>.<key>` and the file.
+    pub fn options<T: DeserializeOwned>(&self) -> Result<T> {
+        section_options(
+            &self.section,
+            &format!("sources.{}", self.stage),
+            &self.origin,
+        )
+    }
+
     /// A config error about key `sources.<stage>.<key>`.
     pub fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
         Error::config(
@@ -317,37 +254,71 @@ impl SourceConfig {
             format!("sources.{}.{key}: {message}", self.stage),
         )
     }
+
+    /// The same config, reporting to the job's counters `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
 }
 
-/// `sinks.<name>:` settings, handed to the sink stage's function.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// What a sink stage's function is given: its name, its section of the config (the connector's
+/// own options, read with [`SinkConfig::options`]), where the config came from, and the job's
+/// counters.
+#[derive(Clone, Debug, Default)]
 pub struct SinkConfig {
-    /// Output directory; subtask `i` writes `part-{i:05}.<ext>` in it.
-    pub path: Option<PathBuf>,
-    /// Record format (default: jsonl).
-    pub format: Option<Format>,
-    /// CSV dialect.
-    #[serde(default)]
-    pub csv: CsvOptions,
-    /// Parquet settings.
-    #[serde(default)]
-    pub parquet: ParquetOptions,
-    /// The sink stage's name (filled in by the runtime).
-    #[serde(skip)]
-    pub stage: String,
-    /// The config file this came from (filled in by the runtime).
-    #[serde(skip)]
-    pub origin: String,
+    stage: String,
+    origin: String,
+    section: Section,
+    metrics: Metrics,
+    pub(crate) outputs: Outputs,
 }
 
 impl SinkConfig {
+    /// The sink stage's name.
+    pub fn stage(&self) -> &str {
+        &self.stage
+    }
+
+    /// Where the config came from (its file, for error messages).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The raw `sinks.<stage>` section (null when the config has none).
+    pub fn section(&self) -> &Section {
+        &self.section
+    }
+
+    /// The job's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The connector's options: `sinks.<stage>` deserialized into `T`, with the errors of
+    /// [`SourceConfig::options`] (naming `sinks.<stage>.<key>` and the file).
+    pub fn options<T: DeserializeOwned>(&self) -> Result<T> {
+        section_options(
+            &self.section,
+            &format!("sinks.{}", self.stage),
+            &self.origin,
+        )
+    }
+
     /// A config error about key `sinks.<stage>.<key>`.
     pub fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
         Error::config(
             &self.origin,
             format!("sinks.{}.{key}: {message}", self.stage),
         )
+    }
+
+    /// The same config, reporting to the job's counters `metrics` and registering collected
+    /// output in `outputs`.
+    pub(crate) fn with_job(mut self, metrics: Metrics, outputs: Outputs) -> Self {
+        self.metrics = metrics;
+        self.outputs = outputs;
+        self
     }
 }
 
@@ -369,6 +340,34 @@ impl Config {
         if value.is_null() {
             value = serde_yaml_ng::Value::Mapping(Default::default());
         }
+        Config::from_value(value, origin, overrides)
+    }
+
+    /// A builder of a config in code: the same YAML tree and validation as [`Config::parse`].
+    ///
+    /// ```
+    /// use solstice::config::Config;
+    /// use solstice::connectors::file::{FileSinkOptions, FileSourceOptions};
+    ///
+    /// let config = Config::builder()
+    ///     .threads(2)
+    ///     .source("orders", FileSourceOptions::new("data/orders.jsonl"))
+    ///     .sink("out", FileSinkOptions::new("out/totals"))
+    ///     .build()?;
+    /// assert_eq!(config.threads(), 2);
+    /// # Ok::<(), solstice::Error>(())
+    /// ```
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
+    /// The config of a YAML tree (after `overrides`); what [`Config::parse`] and
+    /// [`ConfigBuilder::build`] both end in.
+    fn from_value(
+        mut value: serde_yaml_ng::Value,
+        origin: &str,
+        overrides: &[String],
+    ) -> Result<Config> {
         for o in overrides {
             apply_override(&mut value, o).map_err(|m| Error::config(origin, m))?;
         }
@@ -437,43 +436,212 @@ impl Config {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
+
+    /// What source stage `stage`'s function is given: its `sources.<stage>` section (null when
+    /// absent) and this config's origin.
+    pub fn source_config(&self, stage: &str) -> SourceConfig {
+        SourceConfig {
+            stage: stage.to_string(),
+            origin: self.origin.clone(),
+            section: self.sources.get(stage).cloned().unwrap_or_default(),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// What sink stage `stage`'s function is given: its `sinks.<stage>` section (null when
+    /// absent) and this config's origin.
+    pub fn sink_config(&self, stage: &str) -> SinkConfig {
+        SinkConfig {
+            stage: stage.to_string(),
+            origin: self.origin.clone(),
+            section: self.sinks.get(stage).cloned().unwrap_or_default(),
+            metrics: Metrics::default(),
+            outputs: Outputs::default(),
+        }
+    }
 }
 
-/// Applies `a.b.c=value` to a YAML tree, creating mappings on the way.
-fn apply_override(root: &mut serde_yaml_ng::Value, spec: &str) -> Result<(), String> {
+/// Builds a [`Config`] in code (see [`Config::builder`]). Each setting goes into the same YAML
+/// tree a file would give, at the key named in its doc; [`ConfigBuilder::build`] then checks it
+/// exactly as [`Config::parse`] checks a file: errors name the key, and the origin
+/// (`Config::builder()` unless [`ConfigBuilder::origin`] says otherwise).
+#[derive(Debug)]
+pub struct ConfigBuilder {
+    root: serde_yaml_ng::Value,
+    origin: String,
+    overrides: Vec<String>,
+    /// The first setting that could not be represented in YAML, reported by `build`.
+    error: Option<Error>,
+}
+
+impl Default for ConfigBuilder {
+    fn default() -> Self {
+        ConfigBuilder {
+            root: serde_yaml_ng::Value::Mapping(Default::default()),
+            origin: "Config::builder()".to_string(),
+            overrides: Vec::new(),
+            error: None,
+        }
+    }
+}
+
+impl ConfigBuilder {
+    /// Sets the value at dotted key `key` (e.g. `job.batch_size`) to `value`, serialized into
+    /// the YAML tree; any serializable value will do (typed options, `serde_json::json!`).
+    pub fn set(mut self, key: &str, value: impl Serialize) -> Self {
+        if self.error.is_some() {
+            return self;
+        }
+        let parts: Vec<&str> = key.split('.').collect();
+        let result = serde_yaml_ng::to_value(&value)
+            .map_err(|e| format!("{key}: cannot be represented in YAML: {e}"))
+            .and_then(|v| insert_at(&mut self.root, &parts, v));
+        if let Err(m) = result {
+            self.error = Some(Error::config(&self.origin, m));
+        }
+        self
+    }
+
+    /// Sets a stage's options under a name that may contain dots (a stage name is one key).
+    fn set_stage(mut self, section: &str, stage: &str, value: impl Serialize) -> Self {
+        if self.error.is_some() {
+            return self;
+        }
+        let result = serde_yaml_ng::to_value(&value)
+            .map_err(|e| format!("{section}.{stage}: cannot be represented in YAML: {e}"))
+            .and_then(|v| insert_at(&mut self.root, &[section, stage], v));
+        if let Err(m) = result {
+            self.error = Some(Error::config(&self.origin, m));
+        }
+        self
+    }
+
+    /// `job.id`.
+    pub fn id(self, id: impl Into<String>) -> Self {
+        self.set("job.id", id.into())
+    }
+
+    /// `runtime.threads`.
+    pub fn threads(self, threads: usize) -> Self {
+        self.set("runtime.threads", threads)
+    }
+
+    /// `job.parallelism`: of stages that set none.
+    pub fn parallelism(self, parallelism: Parallelism) -> Self {
+        self.set("job.parallelism", parallelism)
+    }
+
+    /// `job.key_groups`.
+    pub fn key_groups(self, key_groups: usize) -> Self {
+        self.set("job.key_groups", key_groups)
+    }
+
+    /// `job.batch_size`.
+    pub fn batch_size(self, batch_size: usize) -> Self {
+        self.set("job.batch_size", batch_size)
+    }
+
+    /// `job.channel_capacity`.
+    pub fn channel_capacity(self, channel_capacity: usize) -> Self {
+        self.set("job.channel_capacity", channel_capacity)
+    }
+
+    /// `job.checkpoint`.
+    pub fn checkpoint(self, checkpoint: CheckpointSection) -> Self {
+        self.set("job.checkpoint", checkpoint)
+    }
+
+    /// `job.restart`.
+    pub fn restart(self, restart: RestartSection) -> Self {
+        self.set("job.restart", restart)
+    }
+
+    /// `stages.<stage>.parallelism`.
+    pub fn stage_parallelism(self, stage: &str, parallelism: Parallelism) -> Self {
+        self.set_stage(
+            "stages",
+            stage,
+            StageSection {
+                parallelism: Some(parallelism),
+            },
+        )
+    }
+
+    /// `sources.<stage>`: the source's options, e.g. a
+    /// [`FileSourceOptions`](crate::connectors::file::FileSourceOptions) or a user connector's
+    /// own options type.
+    pub fn source(self, stage: &str, options: impl Serialize) -> Self {
+        self.set_stage("sources", stage, options)
+    }
+
+    /// `sinks.<stage>`: the sink's options, e.g. a
+    /// [`FileSinkOptions`](crate::connectors::file::FileSinkOptions).
+    pub fn sink(self, stage: &str, options: impl Serialize) -> Self {
+        self.set_stage("sinks", stage, options)
+    }
+
+    /// A `key=value` override applied after every other setting, as `--set` is.
+    pub fn set_override(mut self, spec: impl Into<String>) -> Self {
+        self.overrides.push(spec.into());
+        self
+    }
+
+    /// Names the config in error messages (default `Config::builder()`).
+    pub fn origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = origin.into();
+        self
+    }
+
+    /// The config, checked as [`Config::parse`] checks a file.
+    pub fn build(self) -> Result<Config> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        Config::from_value(self.root, &self.origin, &self.overrides)
+    }
+}
+
+/// Puts `value` at `parts` in a YAML tree, creating mappings on the way (and replacing nulls).
+fn insert_at(
+    root: &mut serde_yaml_ng::Value,
+    parts: &[&str],
+    value: serde_yaml_ng::Value,
+) -> Result<(), String> {
     use serde_yaml_ng::Value;
-    let (key, raw) = spec
-        .split_once('=')
-        .ok_or_else(|| format!("--set {spec}: expected key=value"))?;
-    let parsed: Value =
-        serde_yaml_ng::from_str(raw).map_err(|e| format!("--set {key}: bad value: {e}"))?;
-    let parts: Vec<&str> = key.split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(format!("--set {spec}: empty key segment"));
+    let key = parts.join(".");
+    if parts.is_empty() || parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("`{key}`: empty key segment"));
     }
     let mut node = root;
     for (i, part) in parts.iter().enumerate() {
-        if !node.is_mapping() {
-            if node.is_null() {
-                *node = Value::Mapping(Default::default());
-            } else {
-                return Err(format!(
-                    "--set {key}: `{}` is not a mapping",
-                    parts[..i].join(".")
-                ));
-            }
+        if node.is_null() {
+            *node = Value::Mapping(Default::default());
         }
         let map = node
             .as_mapping_mut()
-            .ok_or_else(|| format!("--set {key}: not a mapping"))?;
+            .ok_or_else(|| format!("{key}: `{}` is not a mapping", parts[..i].join(".")))?;
         let k = Value::String((*part).to_string());
         if i + 1 == parts.len() {
-            map.insert(k, parsed);
+            map.insert(k, value);
             return Ok(());
         }
         node = map.entry(k).or_insert(Value::Null);
     }
     Ok(())
+}
+
+/// Applies `a.b.c=value` to a YAML tree, creating mappings on the way.
+fn apply_override(root: &mut serde_yaml_ng::Value, spec: &str) -> Result<(), String> {
+    let (key, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("--set {spec}: expected key=value"))?;
+    let parsed: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(raw).map_err(|e| format!("--set {key}: bad value: {e}"))?;
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("--set {spec}: empty key segment"));
+    }
+    insert_at(root, &parts, parsed).map_err(|m| format!("--set {m}"))
 }
 
 #[cfg(test)]

@@ -222,6 +222,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// The records of a collecting sink cannot be handed back: no such sink, or another type.
+    #[error("collected records of sink `{stage}`: {reason}")]
+    Collected {
+        /// The sink stage asked for.
+        stage: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A runtime invariant was broken (a bug in Solstice, reported rather than panicking).
     #[error("internal error: {0}")]
     Internal(String),

@@ -53,7 +53,7 @@ pub use solstice_macros::pipeline;
 /// What a workflow author needs, in one import.
 pub mod prelude {
     pub use crate::config::{Config, SinkConfig, SourceConfig};
-    pub use crate::connectors::{FileSink, FileSource, PrintSink, RangeSource};
+    pub use crate::connectors::{CollectSink, FileSink, FileSource, PrintSink, RangeSource};
     pub use crate::core::connector::{Sink, SinkWriter, Source, SourceReader};
     pub use crate::core::parallelism::Parallelism;
     pub use crate::job::{Job, JobResult};

@@ -186,8 +186,10 @@ fn parquet_row_that_does_not_fit_the_type_names_row_group_and_row() {
             amount: i as f64,
         })
         .collect();
-    let sink =
-        FileSink::<Loose>::with_format(dir.path().join("pq"), solstice::config::Format::Parquet);
+    let sink = FileSink::<Loose>::with_format(
+        dir.path().join("pq"),
+        solstice::connectors::file::Format::Parquet,
+    );
     let mut w = sink.open(0, 1).unwrap();
     w.write_batch(&mut rows.clone()).unwrap();
     w.finish().unwrap();
@@ -209,8 +211,10 @@ fn parquet_row_that_does_not_fit_the_type_names_row_group_and_row() {
 #[test]
 fn corrupt_parquet_footer_and_empty_parquet_file() {
     let dir = temp_dir();
-    let sink =
-        FileSink::<Order>::with_format(dir.path().join("pq"), solstice::config::Format::Parquet);
+    let sink = FileSink::<Order>::with_format(
+        dir.path().join("pq"),
+        solstice::connectors::file::Format::Parquet,
+    );
     let mut w = sink.open(0, 1).unwrap();
     w.write_batch(&mut vec![good(1), good(2)]).unwrap();
     w.finish().unwrap();

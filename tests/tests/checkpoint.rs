@@ -469,9 +469,9 @@ fn csv_and_parquet_sources_resume_from_a_checkpoint() {
         let mut sink = solstice::connectors::FileSink::<Event>::with_format(
             dir.path().join("gen"),
             if format == "csv" {
-                solstice::config::Format::Csv
+                solstice::connectors::file::Format::Csv
             } else {
-                solstice::config::Format::Parquet
+                solstice::connectors::file::Format::Parquet
             },
         );
         if format == "parquet" {
@@ -483,9 +483,7 @@ fn csv_and_parquet_sources_resume_from_a_checkpoint() {
                 ),
                 &[],
             );
-            let mut sink_cfg = cfg.sinks["out"].clone();
-            sink_cfg.stage = "out".into();
-            sink = solstice::connectors::FileSink::from_config(&sink_cfg).unwrap();
+            sink = solstice::connectors::FileSink::from_config(&cfg.sink_config("out")).unwrap();
         }
         let mut w = sink.open(0, 1).unwrap();
         w.write_batch(&mut input.clone()).unwrap();

@@ -78,14 +78,17 @@ impl RunCtx {
     }
 }
 
+/// `sources.<stage>` of [`range_source`]: the range descriptor file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeFileOptions {
+    path: PathBuf,
+}
+
 /// A [`RangeSource`] over `0..n`, where `n` is read from the range descriptor file named by
 /// `sources.<stage>.path` (see [`crate::data::write_range`]).
 pub fn range_source(cfg: &SourceConfig) -> solstice::Result<RangeSource> {
-    let path = cfg
-        .path
-        .as_ref()
-        .and_then(|p| p.to_vec().into_iter().next())
-        .ok_or_else(|| cfg.error("path", "missing (required)"))?;
+    let RangeFileOptions { path } = cfg.options()?;
     let n = crate::data::read_range(&path).map_err(|e| cfg.error("path", e))?;
     Ok(RangeSource::new(0..n))
 }

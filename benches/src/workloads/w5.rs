@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use solstice::config::Format;
 use solstice::prelude::*;
 
 use super::{in_threads, Outcome, RunCtx};
@@ -85,11 +84,18 @@ fn digest_parquet_parts(dir: &Path) -> crate::Result<u64> {
 pub fn solstice(ctx: &RunCtx) -> crate::Result<Outcome> {
     let input = orders_parquet_path(&ctx.data, ctx.records);
     let out = ctx.fresh_out()?;
-    let mut config = ctx.config(&[("orders", &input)], &[("sales", &out)])?;
-    if let Some(sink) = config.sinks.get_mut("sales") {
-        sink.format = Some(Format::Parquet);
-        sink.parquet.row_group_size = crate::data::PARQUET_ROW_GROUP;
-    }
+    // The sink's format and row groups win over the user's overrides.
+    let mut overrides = ctx.overrides.clone();
+    overrides.push("sinks.sales.format=parquet".into());
+    overrides.push(format!(
+        "sinks.sales.parquet.row_group_size={}",
+        crate::data::PARQUET_ROW_GROUP
+    ));
+    let ctx = RunCtx {
+        overrides,
+        ..ctx.clone()
+    };
+    let config = ctx.config(&[("orders", &input)], &[("sales", &out)])?;
     let start = Instant::now();
     parquet_etl::run(config)?;
     let elapsed = start.elapsed();

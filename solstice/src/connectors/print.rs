@@ -4,12 +4,17 @@
 use std::io::Write;
 use std::marker::PhantomData;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::SinkConfig;
 use crate::core::connector::{Sink, SinkWriter};
 use crate::core::Data;
 use crate::error::{Error, Result};
+
+/// `sinks.<name>:` of a [`PrintSink`]: it takes no settings (an entry, if any, must be empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrintOptions {}
 
 /// Prints records to stdout.
 pub struct PrintSink<T> {
@@ -29,8 +34,10 @@ impl<T> Default for PrintSink<T> {
 }
 
 impl<T: Serialize + Data> PrintSink<T> {
-    /// A print sink; it takes no settings, so any `sinks.<stage>` entry is ignored.
-    pub fn from_config(_cfg: &SinkConfig) -> Result<Self> {
+    /// A print sink; it takes no settings ([`PrintOptions`]): a `sinks.<stage>` entry must be
+    /// empty.
+    pub fn from_config(cfg: &SinkConfig) -> Result<Self> {
+        let PrintOptions {} = cfg.options()?;
         Ok(Self::default())
     }
 }

@@ -3,6 +3,9 @@
 
 use std::ops::Range;
 
+use serde::{Deserialize, Serialize};
+
+use crate::config::SourceConfig;
 use crate::core::connector::{Positions, Source, SourceReader, FINISHED};
 use crate::error::{Error, Result};
 
@@ -12,10 +15,30 @@ pub struct RangeSource {
     range: Range<u64>,
 }
 
+/// `sources.<name>:` of a [`RangeSource`]: `{ start: 0, end: 1000000 }` emits `start..end`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeOptions {
+    /// The first integer (default 0).
+    #[serde(default)]
+    pub start: u64,
+    /// One past the last integer (required).
+    pub end: u64,
+}
+
 impl RangeSource {
     /// A source of `range`.
     pub fn new(range: Range<u64>) -> Self {
         RangeSource { range }
+    }
+
+    /// The source of `sources.<stage>` ([`RangeOptions`]).
+    pub fn from_config(cfg: &SourceConfig) -> Result<Self> {
+        let RangeOptions { start, end } = cfg.options()?;
+        if start > end {
+            return Err(cfg.error("start", format!("{start} is after `end` ({end})")));
+        }
+        Ok(RangeSource::new(start..end))
     }
 }
 

@@ -58,18 +58,23 @@ pub trait SourceReader<T>: Send + 'static {
 }
 
 /// A destination of records, written by `parallelism` subtasks.
+///
+/// The sink itself is shared by its subtasks' writers (and by the coordinator, which calls
+/// [`Sink::commit`]); see [`SinkWriter`] for the calls a writer receives.
 pub trait Sink: Send + Sync + 'static {
     /// The record type consumed.
     type Item: Data;
     /// The writer of one subtask.
     type Writer: SinkWriter<Self::Item>;
 
-    /// Opens the writer of `subtask` out of `parallelism`.
+    /// Opens the writer of `subtask` out of `parallelism`; called for every subtask of every
+    /// run (a restart opens new writers).
     fn open(&self, subtask: usize, parallelism: usize) -> Result<Self::Writer>;
 
     /// Publishes a transaction that a writer's [`SinkWriter::pre_commit`] staged, once its
-    /// checkpoint is complete. Idempotent: after a failure it may run again for the same
-    /// transaction. The default does nothing (sinks without transactions).
+    /// checkpoint is complete (possibly after the writer's [`SinkWriter::finish`]). Idempotent:
+    /// after a failure it may run again for the same transaction. The default does nothing
+    /// (sinks without transactions).
     fn commit(&self, _transaction: &str) -> Result<()> {
         Ok(())
     }
@@ -83,17 +88,42 @@ pub trait Sink: Send + Sync + 'static {
 }
 
 /// Writes the records of one sink subtask.
+///
+/// # Lifecycle
+///
+/// One lifecycle, the same whether or not the job takes checkpoints:
+///
+/// 1. [`Sink::open`] creates the writer;
+/// 2. [`write_batch`](SinkWriter::write_batch) is called for each batch of input, and, only in
+///    a job that takes checkpoints (`job.checkpoint`), [`pre_commit(n)`](SinkWriter::pre_commit)
+///    at each checkpoint barrier `n` (ids increase);
+/// 3. at end of stream: in a job that takes checkpoints, one last `pre_commit` (the end of the
+///    stream is the job's final checkpoint); then [`finish`](SinkWriter::finish), always,
+///    exactly once.
+///
+/// So a writer that only implements `write_batch` and `finish` (the default `pre_commit`
+/// stages nothing) sees all its data in both modes: `finish` completes the output. A
+/// transactional writer stages everything in `pre_commit`, and its `finish` only releases what
+/// is left (the final `pre_commit` has staged the tail); [`Sink::commit`] publishes each staged
+/// transaction once its checkpoint is complete.
+///
+/// When a run fails, its writers are dropped without `finish`; on restart, new writers are
+/// opened and [`Sink::discard_uncommitted`] drops what the failed run staged after the
+/// checkpoint restored.
 pub trait SinkWriter<T>: Send + 'static {
     /// Writes all records of `batch`, draining it.
     fn write_batch(&mut self, batch: &mut Vec<T>) -> Result<()>;
-    /// Completes the output (e.g. renames a file into place). Called once, at end of stream,
-    /// when the job takes no checkpoints.
+
+    /// Completes the output (e.g. flushes it, renames a file into place): called once, at end
+    /// of stream, after the final [`pre_commit`](SinkWriter::pre_commit) when the job takes
+    /// checkpoints.
     fn finish(&mut self) -> Result<()>;
 
     /// Checkpoint `checkpoint` (in a job that takes checkpoints, the end of the stream is one
-    /// too, the final one): makes everything written since the previous one durable but not yet
-    /// visible, and returns the transaction that [`Sink::commit`] publishes once the checkpoint
-    /// is complete. The default stages nothing: what was written is visible at once
+    /// too, the final one, followed by [`finish`](SinkWriter::finish)): makes everything
+    /// written since the previous one durable but not yet visible, and returns the transaction
+    /// that [`Sink::commit`] publishes once the checkpoint is complete. The default stages
+    /// nothing: what was written becomes visible as the writer writes it or at `finish`
     /// (at-least-once sinks).
     fn pre_commit(&mut self, _checkpoint: u64) -> Result<Option<String>> {
         Ok(None)

@@ -6,7 +6,8 @@
 
 use std::marker::PhantomData;
 
-use crate::config::Config;
+use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::connectors::collect::Outputs;
 use crate::core::connector::{Sink, Source};
 use crate::core::graph::{ErasedOp, Graph, InputKit, Node, NodeImpl, OutputKit};
 use crate::core::keyed::{KeyValue, Keyed};
@@ -50,6 +51,8 @@ pub struct JobBuilder {
     pub(crate) graph: Graph,
     pub(crate) config: Config,
     pub(crate) metrics: Metrics,
+    /// The collecting sinks' records, handed back by the job's result.
+    pub(crate) outputs: Outputs,
 }
 
 impl JobBuilder {
@@ -59,6 +62,7 @@ impl JobBuilder {
             graph: Graph::default(),
             config,
             metrics: Metrics::default(),
+            outputs: Outputs::default(),
         }
     }
 
@@ -134,17 +138,18 @@ impl JobBuilder {
         })
     }
 
-    /// A source stage; `make` builds the connector from `sources.<name>` of the config.
+    /// A source stage; `make` builds the connector, reading its options from `sources.<name>`
+    /// of the config ([`SourceConfig::options`]).
     pub fn source<S: Source>(
         &mut self,
         name: &str,
         declared: Option<Parallelism>,
-        make: impl FnOnce(&crate::config::SourceConfig) -> Result<S>,
+        make: impl FnOnce(&SourceConfig) -> Result<S>,
     ) -> Result<Stream<S::Item>> {
-        let mut cfg = self.config.sources.get(name).cloned().unwrap_or_default();
-        cfg.stage = name.to_string();
-        cfg.origin = self.config.origin.clone();
-        cfg.metrics = self.metrics.clone();
+        let cfg = self
+            .config
+            .source_config(name)
+            .with_metrics(self.metrics.clone());
         let source = make(&cfg)?;
         let node = self.add(
             name,
@@ -301,17 +306,19 @@ impl JobBuilder {
         })
     }
 
-    /// A sink stage; `make` builds the connector from `sinks.<name>` of the config.
+    /// A sink stage; `make` builds the connector, reading its options from `sinks.<name>` of
+    /// the config ([`SinkConfig::options`]).
     pub fn sink<S: Sink>(
         &mut self,
         name: &str,
         declared: Option<Parallelism>,
         inputs: &[Stream<S::Item>],
-        make: impl FnOnce(&crate::config::SinkConfig) -> Result<S>,
+        make: impl FnOnce(&SinkConfig) -> Result<S>,
     ) -> Result<()> {
-        let mut cfg = self.config.sinks.get(name).cloned().unwrap_or_default();
-        cfg.stage = name.to_string();
-        cfg.origin = self.config.origin.clone();
+        let cfg = self
+            .config
+            .sink_config(name)
+            .with_job(self.metrics.clone(), self.outputs.clone());
         let sink = make(&cfg)?;
         self.add(
             name,

@@ -12,6 +12,7 @@ mod validate;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::connectors::collect::Outputs;
 use crate::core::graph::Graph;
 use crate::core::plan::PhysicalPlan;
 use crate::error::Result;
@@ -34,6 +35,7 @@ pub struct Job {
     plan: PhysicalPlan,
     config: Config,
     metrics: Metrics,
+    outputs: Outputs,
     restore: Option<Restore>,
     triggers: Arc<Triggers>,
 }
@@ -61,6 +63,7 @@ impl Job {
             graph,
             config,
             metrics,
+            outputs,
         } = builder;
         validate::check_graph(&graph)?;
         validate::check_config_names(&graph, &config, name)?;
@@ -73,6 +76,7 @@ impl Job {
             plan,
             config,
             metrics,
+            outputs,
             restore: None,
             triggers: Arc::default(),
         })
@@ -130,6 +134,10 @@ impl Job {
             triggers: &self.triggers,
         }
         .run(self.restore)?;
-        Ok(JobResult::new(report, self.metrics.snapshot()))
+        Ok(JobResult::new(
+            report,
+            self.metrics.snapshot(),
+            self.outputs.clone(),
+        ))
     }
 }

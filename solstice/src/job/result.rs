@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::connectors::collect::Outputs;
+use crate::core::Data;
 use crate::error::{Error, Result};
 use crate::runtime::coordinator::CheckpointStats;
 use crate::runtime::supervisor::RunReport;
@@ -30,6 +32,9 @@ pub struct JobResult {
     pub counters: std::collections::BTreeMap<String, u64>,
     /// Per stateful subtask: its stage and its final keyed state, codec-encoded.
     final_states: Vec<(String, Vec<u8>)>,
+    /// The collecting sinks built by
+    /// [`CollectSink::from_config`](crate::connectors::CollectSink::from_config), by stage name.
+    outputs: Outputs,
 }
 
 impl std::fmt::Debug for JobResult {
@@ -47,6 +52,7 @@ impl JobResult {
     pub(super) fn new(
         report: RunReport,
         counters: std::collections::BTreeMap<String, u64>,
+        outputs: Outputs,
     ) -> Self {
         JobResult {
             duration: report.duration,
@@ -59,6 +65,7 @@ impl JobResult {
             checkpoints: report.checkpoints,
             counters,
             final_states: report.final_states,
+            outputs,
         }
     }
 
@@ -85,5 +92,14 @@ impl JobResult {
             )));
         }
         Ok(merged)
+    }
+
+    /// Takes the records of collecting sink `stage` (one built by
+    /// [`CollectSink::from_config`](crate::connectors::CollectSink::from_config)): those
+    /// published, subtask after subtask, each subtask's in the order it wrote them. A second call
+    /// returns what was published since (nothing, after `run`). Fails when no collecting sink
+    /// has that name or its records are not `T`.
+    pub fn collected<T: Data>(&mut self, stage: &str) -> Result<Vec<T>> {
+        self.outputs.take(stage)
     }
 }

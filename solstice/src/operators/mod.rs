@@ -335,14 +335,15 @@ impl<T, W: SinkWriter<T>> BatchSink<T> for SinkOp<W> {
         Ok(true)
     }
 
+    /// The end of the writer's lifecycle (see [`SinkWriter`]), the same with and without
+    /// checkpoints but for the final `pre_commit`: `finish` is called once either way.
     fn end(&mut self, cx: &mut Cx<'_>) -> Result<()> {
         cx.stage = self.stage;
         if cx.checkpoints.enabled() {
             // The end of the stream is the final checkpoint: stage the tail like any epoch.
-            self.checkpoint(cx.checkpoints.final_id(), cx)
-        } else {
-            self.writer.finish()
+            self.checkpoint(cx.checkpoints.final_id(), cx)?;
         }
+        self.writer.finish()
     }
 
     fn checkpoint(&mut self, id: u64, cx: &mut Cx<'_>) -> Result<()> {

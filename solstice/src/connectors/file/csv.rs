@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::options::CsvOptions;
 use super::reject::Rejects;
-use crate::config::CsvOptions;
 use crate::core::connector::{Positions, FINISHED};
 use crate::error::{Error, Result};
 

@@ -4,10 +4,13 @@
 //! implied by the extension, split across subtasks: JSONL by byte ranges on line boundaries, CSV
 //! by whole files, Parquet by row groups. Records that fail to decode follow the source's
 //! `on_error` policy. [`FileSink`] writes one file per subtask, `part-{subtask:05}.<ext>`, under a
-//! temporary name renamed into place when the subtask completes.
+//! temporary name renamed into place when the subtask completes. Their options
+//! ([`FileSourceOptions`], [`FileSinkOptions`]) are in `options.rs`, read from the connector's own
+//! config section.
 
 mod csv;
 mod jsonl;
+mod options;
 mod parquet;
 mod reject;
 
@@ -21,9 +24,13 @@ use serde::Serialize;
 
 use self::csv::{CsvReader, CsvWriter};
 use self::jsonl::{JsonlReader, JsonlWriter};
+pub use self::options::{
+    Compression, CsvOptions, FileSinkOptions, FileSourceOptions, Format, OnError, ParquetOptions,
+    Paths,
+};
 use self::parquet::{ParquetReader, ParquetWriter};
 use self::reject::Rejects;
-use crate::config::{CsvOptions, Format, ParquetOptions, SinkConfig, SourceConfig};
+use crate::config::{SinkConfig, SourceConfig};
 use crate::core::connector::{Positions, Sink, SinkWriter, Source, SourceReader, FINISHED};
 use crate::core::Data;
 use crate::error::{Error, Result};
@@ -49,24 +56,22 @@ impl<T> std::fmt::Debug for FileSource<T> {
 }
 
 impl<T: DeserializeOwned + Data> FileSource<T> {
-    /// The source described by `sources.<stage>` in the job config.
+    /// The source described by `sources.<stage>` in the job config ([`FileSourceOptions`]).
     pub fn from_config(cfg: &SourceConfig) -> Result<Self> {
-        let paths = cfg
-            .path
-            .as_ref()
-            .ok_or_else(|| cfg.error("path", "missing (required)"))?;
-        let files = resolve(&paths.to_vec(), &cfg.stage).map_err(|e| match e {
+        let options: FileSourceOptions = cfg.options()?;
+        let files = resolve(&options.path.to_vec(), cfg.stage()).map_err(|e| match e {
             Error::Io { path, source } => {
                 cfg.error("path", format!("{}: {source}", path.display()))
             }
             e => e,
         })?;
-        let format = match cfg.format {
+        let format = match options.format {
             Some(f) => f,
             None => infer_format(&files).map_err(|m| cfg.error("format", m))?,
         };
-        csv::check(&cfg.csv).map_err(|m| cfg.error("csv", m))?;
-        Self::with(files, format, cfg.csv.clone(), Rejects::from_config(cfg)?)
+        csv::check(&options.csv).map_err(|m| cfg.error("csv", m))?;
+        let rejects = Rejects::from_config(cfg, &options)?;
+        Self::with(files, format, options.csv, rejects)
     }
 
     /// A source over explicit paths (files, directories or globs), format from the extension;
@@ -318,27 +323,24 @@ impl<T> std::fmt::Debug for FileSink<T> {
 }
 
 impl<T: Serialize + DeserializeOwned + Data> FileSink<T> {
-    /// The sink described by `sinks.<stage>` in the job config.
+    /// The sink described by `sinks.<stage>` in the job config ([`FileSinkOptions`]).
     pub fn from_config(cfg: &SinkConfig) -> Result<Self> {
-        let dir = cfg
-            .path
-            .clone()
-            .ok_or_else(|| cfg.error("path", "missing (required)"))?;
-        csv::check(&cfg.csv).map_err(|m| cfg.error("csv", m))?;
-        if cfg.parquet.row_group_size == 0 {
+        let options: FileSinkOptions = cfg.options()?;
+        csv::check(&options.csv).map_err(|m| cfg.error("csv", m))?;
+        if options.parquet.row_group_size == 0 {
             return Err(cfg.error("parquet.row_group_size", "must be at least 1"));
         }
-        let format = cfg.format.unwrap_or(Format::Jsonl);
+        let format = options.format.unwrap_or(Format::Jsonl);
         if format == Format::Parquet {
             // Fail at build time, not in the first write, when `T` has no Arrow schema.
-            parquet::fields_of::<T>(&cfg.stage)?;
+            parquet::fields_of::<T>(cfg.stage())?;
         }
         Ok(FileSink {
-            dir,
-            stage: cfg.stage.clone(),
+            dir: options.path,
+            stage: cfg.stage().to_string(),
             format,
-            csv: cfg.csv.clone(),
-            parquet: cfg.parquet.clone(),
+            csv: options.csv,
+            parquet: options.parquet,
             _t: PhantomData,
         })
     }

@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_arrow::schema::{SchemaLike, TracingOptions};
 
+use super::options::{Compression, ParquetOptions};
 use super::reject::Rejects;
-use crate::config::{Compression, ParquetOptions};
 use crate::core::connector::{Positions, FINISHED};
 use crate::error::{Error, Result};
 

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::config::{OnError, SourceConfig};
+use super::options::{FileSourceOptions, OnError};
+use crate::config::SourceConfig;
 use crate::error::{Error, Result};
 
 /// Shared by all readers of one source.
@@ -40,9 +41,9 @@ struct Entry<'a> {
 }
 
 impl Rejects {
-    /// The policy of `sources.<stage>`; `skip` needs `dead_letter`.
-    pub(crate) fn from_config(cfg: &SourceConfig) -> Result<Rejects> {
-        let dead_letter = match (cfg.on_error, &cfg.dead_letter) {
+    /// The policy of `sources.<stage>` (`options`); `skip` needs `dead_letter`.
+    pub(crate) fn from_config(cfg: &SourceConfig, options: &FileSourceOptions) -> Result<Rejects> {
+        let dead_letter = match (options.on_error, &options.dead_letter) {
             (OnError::Skip, None) => {
                 return Err(cfg.error("dead_letter", "required with `on_error: skip`"))
             }
@@ -53,9 +54,9 @@ impl Rejects {
             (OnError::Fail, _) => None,
         };
         Ok(Rejects {
-            policy: cfg.on_error,
+            policy: options.on_error,
             dead_letter,
-            skipped: cfg.metrics.counter(&format!("{}.skipped", cfg.stage)),
+            skipped: cfg.metrics().counter(&format!("{}.skipped", cfg.stage())),
         })
     }
 
