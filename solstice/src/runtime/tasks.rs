@@ -224,3 +224,90 @@ impl<S: Source> ErasedSource for SourceNode<S> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::core::task::{JobCounters, NoCheckpoints, TaskId, Wake};
+
+    /// An input that is not a channel: messages queued up front, as a remote input would hand
+    /// them over once received.
+    struct Queued(VecDeque<Msg<u64>>);
+
+    impl Input<u64> for Queued {
+        fn try_recv(&mut self, _: &mut Cx<'_>) -> Result<Option<Msg<u64>>> {
+            Ok(self.0.pop_front())
+        }
+        fn recycle(&mut self, _: Vec<u64>) {}
+    }
+
+    struct NoWake;
+
+    impl Wake for NoWake {
+        fn wake(&self, _: TaskId) {}
+    }
+
+    /// Collects what reaches the end of the chain.
+    struct Collect(&'static Mutex<Vec<String>>);
+
+    impl BatchSink<u64> for Collect {
+        fn push(&mut self, batch: &mut Vec<u64>, _: &mut Cx<'_>) -> Result<()> {
+            let mut seen = self.0.lock().unwrap();
+            seen.extend(batch.drain(..).map(|x| x.to_string()));
+            Ok(())
+        }
+        fn flush_partial(&mut self, _: &mut Cx<'_>) -> Result<()> {
+            Ok(())
+        }
+        fn try_flush(&mut self, _: &mut Cx<'_>) -> Result<bool> {
+            Ok(true)
+        }
+        fn end(&mut self, _: &mut Cx<'_>) -> Result<()> {
+            self.0.lock().unwrap().push("end".into());
+            Ok(())
+        }
+        fn checkpoint(&mut self, id: u64, _: &mut Cx<'_>) -> Result<()> {
+            self.0.lock().unwrap().push(format!("barrier {id}"));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_input_task_reads_any_input_and_aligns_barriers_across_them() {
+        static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        let a = Queued(VecDeque::from([
+            Msg::Data(vec![1, 2]),
+            Msg::Barrier(1),
+            Msg::Data(vec![5]),
+            Msg::End,
+        ]));
+        let b = Queued(VecDeque::from([
+            Msg::Data(vec![3]),
+            Msg::Data(vec![4]),
+            Msg::Barrier(1),
+            Msg::End,
+        ]));
+        let mut task = InputTask::new(vec![a, b], Box::new(Collect(&SEEN)));
+        let (counters, finals) = (JobCounters::default(), Mutex::new(Vec::new()));
+        let mut cx = Cx {
+            waker: &NoWake,
+            task: 0,
+            stage: 0,
+            subtask: 0,
+            counters: &counters,
+            final_states: &finals,
+            checkpoints: &NoCheckpoints,
+        };
+        let mut steps = 0;
+        while task.run(&mut cx).unwrap() != Step::Done {
+            steps += 1;
+            assert!(steps < 10, "the task does not finish");
+        }
+        let seen = SEEN.lock().unwrap().clone();
+        // Nothing after a barrier on one input is read before the barrier arrived on the other.
+        assert_eq!(seen, ["1", "2", "3", "4", "barrier 1", "5", "end"]);
+    }
+}
