@@ -58,8 +58,9 @@ pub mod prelude {
     pub use crate::core::parallelism::Parallelism;
     pub use crate::job::{Job, JobResult};
     pub use crate::state::keyed::KeyedState;
-    pub use crate::{pipeline, Error, Result};
+    pub use crate::{Error, Result};
     pub use serde::{Deserialize, Serialize};
+    pub use solstice_macros::pipeline;
 }
 
 /// The surface generated code uses. Not a public API: it changes without notice.

@@ -87,8 +87,11 @@ pub(crate) struct RunReport {
 pub(crate) struct Supervisor<'a> {
     /// The job id.
     pub id: &'a str,
+    /// The job's logical graph: its stages and their connectors.
     pub graph: &'a Graph,
+    /// The physical plan of `graph`.
     pub plan: &'a PhysicalPlan,
+    /// The job's configuration.
     pub config: &'a Config,
     /// Checkpoints asked for on demand, shared with the job's [`crate::job::Runner`].
     pub triggers: &'a Triggers,
