@@ -127,6 +127,10 @@ pub struct Manifest {
     pub stages: BTreeMap<String, StageSnapshot>,
     /// Opaque entries for the runtime (e.g. source positions, pending sink transactions).
     pub extra: BTreeMap<String, Vec<u8>>,
+    /// True for the final checkpoint of a run whose input ended: its stateful stages have run
+    /// their end-of-input hooks, and a restore from it must not run them again.
+    #[serde(default)]
+    pub end_of_input: bool,
 }
 
 impl Manifest {
@@ -142,6 +146,7 @@ impl Manifest {
             key_groups,
             stages: BTreeMap::new(),
             extra: BTreeMap::new(),
+            end_of_input: false,
         }
     }
 
