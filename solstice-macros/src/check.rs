@@ -1,42 +1,157 @@
-//! Validation: each stage's signature against its kind, and the DAG (unknown names, cycles,
-//! keyed stages without key_by, stages left unconnected). Every problem is reported with a span on
-//! the user's stage or edge. Edge *types* are checked by rustc through spanned assertions that
-//! `expand` emits.
+//! Validation, diagnostics only: each stage's signature against its kind, the DAG (unknown
+//! names, cycles, keyed stages without key_by, stages left unconnected), the on_end hooks, and
+//! collisions between the user's items and the generated ones. Every problem is reported with a
+//! span on the user's stage, item or edge. What it returns is plain data (types taken from the
+//! signatures); `expand` turns it into tokens. Edge *types* are checked by rustc through spanned
+//! assertions that `expand` emits.
 
 use std::collections::{HashMap, HashSet};
 
-use proc_macro2::TokenStream;
-use quote::quote;
 use syn::{FnArg, Ident, PathArguments, ReturnType, Type};
 
 use crate::ctxt::Ctxt;
 use crate::model::{Pipeline, Stage, StageKind};
 
+/// A record, key or state type, as a stage's signature gives it.
+pub enum Ty {
+    /// The type itself.
+    Exact(Type),
+    /// `<C as Source>::Item` of a source connector `C`.
+    SourceItem(Type),
+    /// `<C as Sink>::Item` of a sink connector `C`.
+    SinkItem(Type),
+    /// `<R as IntoIterator>::Item` of a returned collection `R`.
+    IterItem(Type),
+    /// `<R as KeyValue>::Key` of an owned key_by's result `R`.
+    KeyOf(Type),
+    /// `<R as KeyValue>::Value` of an owned key_by's result `R`.
+    ValueOf(Type),
+}
+
 /// Types a stage's signature gives it.
 pub struct StageTypes {
     /// The record type the stage reads.
-    pub input: Option<TokenStream>,
+    pub input: Option<Ty>,
     /// The record type the stage emits.
-    pub output: Option<TokenStream>,
+    pub output: Option<Ty>,
     /// key_by: the key type.
-    pub key: Option<TokenStream>,
+    pub key: Option<Ty>,
     /// stateful: the state type.
     pub state: Option<Type>,
     /// key_by: takes its record by value and returns `(key, value)`. stateful: takes the key.
     pub owned_key: bool,
 }
 
-/// Checks everything; returns the stage types (by stage name) and a topological order.
-pub fn check(p: &Pipeline, cx: &mut Ctxt) -> (HashMap<String, StageTypes>, Vec<usize>) {
+/// What `check` found: the stage types by stage name and a topological order of the stages.
+pub struct Checked {
+    pub types: HashMap<String, StageTypes>,
+    pub order: Vec<usize>,
+}
+
+/// The public items `expand` generates into the module.
+pub const GENERATED_TYPES: [&str; 2] = ["Pipeline", "State"];
+/// The public functions `expand` generates into the module.
+pub const GENERATED_FNS: [&str; 3] = ["job", "run", "main"];
+
+/// Checks everything; returns the stage types and a topological order.
+pub fn check(p: &Pipeline, cx: &mut Ctxt) -> Checked {
     let mut types = HashMap::new();
     for stage in &p.stages {
-        if let Some(t) = signature(stage, &p.krate, cx) {
+        if let Some(t) = signature(stage, cx) {
             types.insert(stage.name.to_string(), t);
         }
     }
+    collisions(p, cx);
+    on_end(p, cx);
     graph(p, cx);
     let order = topological(p);
-    (types, order)
+    Checked { types, order }
+}
+
+/// Names of generated items that a user item of the module also defines.
+pub fn colliding(p: &Pipeline) -> HashSet<&'static str> {
+    let mut out = HashSet::new();
+    for item in &p.items {
+        for name in GENERATED_TYPES {
+            if item.types && item.ident == name {
+                out.insert(name);
+            }
+        }
+        for name in GENERATED_FNS {
+            if item.values && item.ident == name {
+                out.insert(name);
+            }
+        }
+    }
+    out
+}
+
+fn collisions(p: &Pipeline, cx: &mut Ctxt) {
+    for item in &p.items {
+        let what = item.what;
+        let n = &item.ident;
+        if item.types && GENERATED_TYPES.iter().any(|g| n == g) {
+            cx.error_spanned(
+                n,
+                format!("{what} `{n}` collides with the generated `{n}` struct; rename the {what}"),
+            );
+        }
+        if item.values && GENERATED_FNS.iter().any(|g| n == g) {
+            cx.error_spanned(
+                n,
+                format!("{what} `{n}` collides with the generated `{n}()`; rename the {what}"),
+            );
+        }
+    }
+}
+
+const ON_END_SIGNATURE: &str = "`fn(&Key, &State) -> impl IntoIterator<Item = Out>`";
+
+/// Each `on_end = f` names a plain function of the module taking a key and a state.
+fn on_end(p: &Pipeline, cx: &mut Ctxt) {
+    for stage in &p.stages {
+        let Some(f) = &stage.on_end else { continue };
+        let name = &stage.name;
+        if p.stage(f).is_some() {
+            cx.error_spanned(
+                f,
+                format!(
+                    "`{f}` is a stage; the on_end of `{name}` is a plain function of the module \
+                     (not a stage) with the signature {ON_END_SIGNATURE}"
+                ),
+            );
+            continue;
+        }
+        let Some(sig) = p.fns.iter().find(|s| s.ident == *f) else {
+            cx.error_spanned(
+                f,
+                format!(
+                    "no function `{f}` in this module for the on_end of `{name}`; define \
+                     `fn {f}(key: &Key, state: &State) -> impl IntoIterator<Item = Out>`"
+                ),
+            );
+            continue;
+        };
+        let n = sig.inputs.len();
+        if n != 2 {
+            cx.error_spanned(
+                sig,
+                format!(
+                    "on_end function `{f}` takes {n} parameter{}; it has the signature \
+                     {ON_END_SIGNATURE}",
+                    if n == 1 { "" } else { "s" }
+                ),
+            );
+        } else if matches!(sig.output, ReturnType::Default) {
+            cx.error_spanned(
+                sig,
+                format!(
+                    "on_end function `{f}` returns nothing; it has the signature \
+                     {ON_END_SIGNATURE}"
+                ),
+            );
+        }
+    }
 }
 
 fn typed_args(stage: &Stage, cx: &mut Ctxt) -> Option<Vec<Type>> {
@@ -44,8 +159,9 @@ fn typed_args(stage: &Stage, cx: &mut Ctxt) -> Option<Vec<Type>> {
     for arg in &stage.sig.inputs {
         match arg {
             FnArg::Typed(t) => out.push((*t.ty).clone()),
-            FnArg::Receiver(r) => {
-                cx.error_spanned(r, "a stage is a free function, not a method");
+            FnArg::Receiver(_) => {
+                // rustc says it: "`self` parameter is only allowed in associated functions".
+                cx.reported_by_rustc();
                 return None;
             }
         }
@@ -105,7 +221,7 @@ fn is_bool(ty: &Type) -> bool {
     matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident("bool"))
 }
 
-fn signature(stage: &Stage, krate: &syn::Path, cx: &mut Ctxt) -> Option<StageTypes> {
+fn signature(stage: &Stage, cx: &mut Ctxt) -> Option<StageTypes> {
     let sig = &stage.sig;
     let kind = stage.kind;
     let bad = |cx: &mut Ctxt, found: &str| {
@@ -149,7 +265,6 @@ fn signature(stage: &Stage, krate: &syn::Path, cx: &mut Ctxt) -> Option<StageTyp
         bad(cx, "returns nothing");
         return None;
     };
-    let p = quote!(#krate::__private);
     let types = match kind {
         StageKind::Source | StageKind::Sink => {
             if shared_ref(&args[0]).is_none() {
@@ -163,14 +278,14 @@ fn signature(stage: &Stage, krate: &syn::Path, cx: &mut Ctxt) -> Option<StageTyp
             if kind == StageKind::Source {
                 StageTypes {
                     input: None,
-                    output: Some(quote!(<#conn as #p::Source>::Item)),
+                    output: Some(Ty::SourceItem(conn.clone())),
                     key: None,
                     state: None,
                     owned_key: false,
                 }
             } else {
                 StageTypes {
-                    input: Some(quote!(<#conn as #p::Sink>::Item)),
+                    input: Some(Ty::SinkItem(conn.clone())),
                     output: None,
                     key: None,
                     state: None,
@@ -185,12 +300,12 @@ fn signature(stage: &Stage, krate: &syn::Path, cx: &mut Ctxt) -> Option<StageTyp
             }
             let input = &args[0];
             let output = if kind == StageKind::Map {
-                quote!(#ret)
+                Ty::Exact(ret)
             } else {
-                quote!(<#ret as #p::IntoIterator>::Item)
+                Ty::IterItem(ret)
             };
             StageTypes {
-                input: Some(quote!(#input)),
+                input: Some(Ty::Exact(input.clone())),
                 output: Some(output),
                 key: None,
                 state: None,
@@ -201,9 +316,9 @@ fn signature(stage: &Stage, krate: &syn::Path, cx: &mut Ctxt) -> Option<StageTyp
             // The owned form: `fn(In) -> (Key, Out)` moves the key out of the record.
             let input = &args[0];
             StageTypes {
-                input: Some(quote!(#input)),
-                output: Some(quote!(<#ret as #p::KeyValue>::Value)),
-                key: Some(quote!(<#ret as #p::KeyValue>::Key)),
+                input: Some(Ty::Exact(input.clone())),
+                output: Some(Ty::ValueOf(ret.clone())),
+                key: Some(Ty::KeyOf(ret)),
                 state: None,
                 owned_key: true,
             }
@@ -217,10 +332,10 @@ fn signature(stage: &Stage, krate: &syn::Path, cx: &mut Ctxt) -> Option<StageTyp
                 bad(cx, "does not return `bool`");
                 return None;
             }
-            let key = (kind == StageKind::KeyBy).then(|| quote!(#ret));
+            let key = (kind == StageKind::KeyBy).then(|| Ty::Exact(ret));
             StageTypes {
-                input: Some(quote!(#input)),
-                output: Some(quote!(#input)),
+                input: Some(Ty::Exact(input.clone())),
+                output: Some(Ty::Exact(input.clone())),
                 key,
                 state: None,
                 owned_key: false,
@@ -243,8 +358,8 @@ fn signature(stage: &Stage, krate: &syn::Path, cx: &mut Ctxt) -> Option<StageTyp
                 return None;
             }
             StageTypes {
-                input: Some(quote!(#input)),
-                output: Some(quote!(<#ret as #p::IntoIterator>::Item)),
+                input: Some(Ty::Exact(input.clone())),
+                output: Some(Ty::IterItem(ret)),
                 key: None,
                 state: Some(state.clone()),
                 owned_key: with_key,
@@ -267,6 +382,10 @@ fn graph(p: &Pipeline, cx: &mut Ctxt) {
             p.dag_span,
             "pipeline has no stages; mark functions with #[source], #[map], ... #[sink]",
         );
+        return;
+    }
+    if p.dag_failed {
+        // Its syntax error is reported; the graph it would have is unknown.
         return;
     }
     let known: HashSet<String> = p.stages.iter().map(|s| s.name.to_string()).collect();

@@ -1,4 +1,5 @@
-//! The pipeline as the macro sees it: stages with their signatures, and edges.
+//! The pipeline as the macro sees it: stages with their signatures, edges, and the names the
+//! user's module defines (to find collisions with the generated items).
 
 use proc_macro2::Span;
 use syn::{Ident, ItemMod, Path, Signature};
@@ -54,6 +55,8 @@ pub struct Stage {
     pub name: Ident,
     pub kind: StageKind,
     pub parallelism: Option<Parallelism>,
+    /// `#[stateful(on_end = f)]`: the function called per key when the input ends.
+    pub on_end: Option<Ident>,
     pub sig: Signature,
 }
 
@@ -65,6 +68,17 @@ pub struct Edge {
     pub arrow: Span,
 }
 
+/// A name the user's module defines (or imports), and in which namespaces.
+pub struct UserItem {
+    pub ident: Ident,
+    /// What the item is, for messages: "stage", "function", "struct", "import", ...
+    pub what: &'static str,
+    /// Defines a type-namespace name (struct, enum, trait, type alias, module, import).
+    pub types: bool,
+    /// Defines a value-namespace name (fn, const, static, unit or tuple struct, import).
+    pub values: bool,
+}
+
 /// The parsed pipeline.
 pub struct Pipeline {
     pub name: Ident,
@@ -74,6 +88,12 @@ pub struct Pipeline {
     /// Span of the `dag!` invocation (or of the module when it has none).
     pub dag_span: Span,
     pub has_dag: bool,
+    /// The `dag!` did not parse (its error is reported).
+    pub dag_failed: bool,
+    /// Every name the module's own items define.
+    pub items: Vec<UserItem>,
+    /// The signatures of the module's functions that are not stages (on_end hooks among them).
+    pub fns: Vec<Signature>,
     /// The module with stage attributes and `dag!` removed.
     pub module: ItemMod,
 }

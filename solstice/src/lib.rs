@@ -76,9 +76,10 @@ pub mod __private {
     pub use crate::state::codec;
     pub use crate::state::keyed::KeyedState;
     pub use serde;
-    pub use std::iter::IntoIterator;
+    pub use std::iter::{IntoIterator, Iterator};
     pub use std::option::Option;
     pub use std::result::Result as StdResult;
+    pub use std::string::String;
 
     /// Generated pipelines return this result type.
     pub type Result<T> = crate::Result<T>;

@@ -243,11 +243,11 @@ pub mod running {
     }
 
     #[stateful(2)]
-    pub fn total(acc: &mut (u64, u64), key: &String, value: u64) -> Option<Running> {
+    pub fn total(acc: &mut (u64, u64), key: &str, value: u64) -> Option<Running> {
         acc.0 += value;
         acc.1 += 1;
         Some(Running {
-            key: key.clone(),
+            key: key.to_owned(),
             count: acc.1,
             sum: acc.0,
         })

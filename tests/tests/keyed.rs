@@ -67,8 +67,8 @@ pub mod sums_owned {
     }
 
     #[stateful]
-    pub fn sum(acc: &mut Sum, key: &String, value: u64) -> Option<Sum> {
-        acc.key.clone_from(key);
+    pub fn sum(acc: &mut Sum, key: &str, value: u64) -> Option<Sum> {
+        key.clone_into(&mut acc.key);
         acc.sum += value;
         acc.count += 1;
         Some(acc.clone())

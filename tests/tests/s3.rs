@@ -119,9 +119,9 @@ mod job {
         }
 
         #[stateful(2)]
-        pub fn count(n: &mut u64, key: &String, _: ()) -> Option<(String, u64)> {
+        pub fn count(n: &mut u64, key: &str, _: ()) -> Option<(String, u64)> {
             *n += 1;
-            Some((key.clone(), *n))
+            Some((key.to_owned(), *n))
         }
 
         #[sink]

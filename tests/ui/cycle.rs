@@ -12,6 +12,12 @@ pub struct Enriched {
     pub vip: bool,
 }
 
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Total {
+    pub sum: f64,
+}
+
+// A pipeline is acyclic.
 #[solstice::pipeline]
 pub mod shop {
     use super::*;
@@ -47,4 +53,7 @@ pub mod shop {
     }
 }
 
-fn main() {}
+// The README's entry point: resolves even when the pipeline has errors.
+fn main() -> solstice::Result<()> {
+    shop::main()
+}

@@ -12,6 +12,12 @@ pub struct Enriched {
     pub vip: bool,
 }
 
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Total {
+    pub sum: f64,
+}
+
+// Each edge carries the type its upstream emits.
 #[solstice::pipeline]
 pub mod shop {
     use super::*;
@@ -39,4 +45,7 @@ pub mod shop {
     dag! { orders -> normalize -> vip -> out }
 }
 
-fn main() {}
+// The README's entry point: resolves even when the pipeline has errors.
+fn main() -> solstice::Result<()> {
+    shop::main()
+}

@@ -17,6 +17,7 @@ pub struct Total {
     pub sum: f64,
 }
 
+// A stateful stage reads a key_by.
 #[solstice::pipeline]
 pub mod shop {
     use super::*;
@@ -34,7 +35,7 @@ pub mod shop {
     #[stateful]
     pub fn totals(acc: &mut Total, o: Order) -> Option<Total> {
         acc.sum += o.amount;
-        Some(acc.clone())
+        None
     }
 
     #[sink]
@@ -45,4 +46,7 @@ pub mod shop {
     dag! { orders -> normalize -> totals -> out }
 }
 
-fn main() {}
+// The README's entry point: resolves even when the pipeline has errors.
+fn main() -> solstice::Result<()> {
+    shop::main()
+}

@@ -12,6 +12,12 @@ pub struct Enriched {
     pub vip: bool,
 }
 
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Total {
+    pub sum: f64,
+}
+
+// dag! names the stages of the module.
 #[solstice::pipeline]
 pub mod shop {
     use super::*;
@@ -31,7 +37,10 @@ pub mod shop {
         FileSink::from_config(cfg)
     }
 
-    dag! { orders -> normalise -> out }
+    dag! { orders -> normalize -> out; orders -> normalise }
 }
 
-fn main() {}
+// The README's entry point: resolves even when the pipeline has errors.
+fn main() -> solstice::Result<()> {
+    shop::main()
+}

@@ -1,13 +1,13 @@
-//! Text lines in, running word counts out.
+//! Text lines in, one final count per word out.
 
 use solstice::prelude::*;
 
-/// A word and how often it has been seen so far.
+/// A word and how often it occurs in the input.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WordCount {
     /// The word, lowercased.
     pub word: String,
-    /// Occurrences so far.
+    /// Occurrences in the whole input.
     pub count: u64,
 }
 
@@ -36,12 +36,17 @@ pub mod wordcount {
         (w, ())
     }
 
-    /// Counts each word; emits the running count.
-    #[stateful]
-    pub fn count(seen: &mut u64, word: &String, _: ()) -> Option<WordCount> {
+    /// Counts each word; emits nothing while the input lasts (see [`final_count`]).
+    #[stateful(on_end = final_count)]
+    pub fn count(seen: &mut u64, _: ()) -> Option<WordCount> {
         *seen += 1;
+        None
+    }
+
+    /// When the input ends: one final count per word.
+    pub fn final_count(word: &str, seen: &u64) -> Option<WordCount> {
         Some(WordCount {
-            word: word.clone(),
+            word: word.to_owned(),
             count: *seen,
         })
     }

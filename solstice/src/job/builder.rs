@@ -15,7 +15,9 @@ use crate::core::parallelism::Parallelism;
 use crate::core::{Data, StageKind};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::operators::{FilterNode, FlatMapNode, KeyByOwnedNode, MapNode, SinkNode, StatefulNode};
+use crate::operators::{
+    FilterNode, FlatMapNode, KeyByOwnedNode, MapNode, NoEnd, SinkNode, StatefulNode,
+};
 use crate::runtime::kits::{KeyedOutput, TypedInput, TypedOutput};
 use crate::runtime::tasks::SourceNode;
 use crate::state::keyed::{Key, StateValue};
@@ -290,13 +292,84 @@ impl JobBuilder {
         I::Item: Data,
         F: Fn(&mut S, &K, V) -> I + Clone + Send + 'static,
     {
+        let no_end: Option<NoEnd<K, S, I::Item>> = None;
+        self.stateful_node(name, declared, inputs, f, no_end)
+    }
+
+    /// A stateful stage with an end-of-input hook: like [`JobBuilder::stateful`], and when the
+    /// input of a subtask ends, `on_end` is called with every key the subtask holds and that
+    /// key's final state; the records it returns are emitted before the end of the stream.
+    ///
+    /// With checkpoints on, these records belong to the final checkpoint; a job restored from
+    /// its final checkpoint does not call `on_end` again (its output was published already). The
+    /// keyed state is left unchanged by the hook.
+    pub fn stateful_with_end<K: Key + Data, S: StateValue, V: Data, I, J, F, E>(
+        &mut self,
+        name: &str,
+        declared: Option<Parallelism>,
+        inputs: &[KeyedStream<K, V>],
+        f: F,
+        on_end: E,
+    ) -> Result<Stream<I::Item>>
+    where
+        I: IntoIterator + 'static,
+        I::Item: Data,
+        J: IntoIterator<Item = I::Item> + 'static,
+        F: Fn(&mut S, V) -> I + Clone + Send + 'static,
+        E: Fn(&K, &S) -> J + Clone + Send + 'static,
+    {
+        let f = move |s: &mut S, _: &K, v: V| f(s, v);
+        self.stateful_node(name, declared, inputs, f, Some(on_end))
+    }
+
+    /// A stateful stage whose function also receives the record's key, with an end-of-input
+    /// hook as in [`JobBuilder::stateful_with_end`].
+    pub fn stateful_keyed_with_end<K: Key + Data, S: StateValue, V: Data, I, J, F, E>(
+        &mut self,
+        name: &str,
+        declared: Option<Parallelism>,
+        inputs: &[KeyedStream<K, V>],
+        f: F,
+        on_end: E,
+    ) -> Result<Stream<I::Item>>
+    where
+        I: IntoIterator + 'static,
+        I::Item: Data,
+        J: IntoIterator<Item = I::Item> + 'static,
+        F: Fn(&mut S, &K, V) -> I + Clone + Send + 'static,
+        E: Fn(&K, &S) -> J + Clone + Send + 'static,
+    {
+        self.stateful_node(name, declared, inputs, f, Some(on_end))
+    }
+
+    fn stateful_node<K: Key + Data, S: StateValue, V: Data, I, J, F, E>(
+        &mut self,
+        name: &str,
+        declared: Option<Parallelism>,
+        inputs: &[KeyedStream<K, V>],
+        f: F,
+        on_end: Option<E>,
+    ) -> Result<Stream<I::Item>>
+    where
+        I: IntoIterator + 'static,
+        I::Item: Data,
+        J: IntoIterator<Item = I::Item> + 'static,
+        F: Fn(&mut S, &K, V) -> I + Clone + Send + 'static,
+        E: Fn(&K, &S) -> J + Clone + Send + 'static,
+    {
         let inputs = inputs.iter().map(|s| s.node).collect();
+        let op = StatefulNode::<F, E, K, S, V, I, J> {
+            f,
+            on_end,
+            _t: PhantomData,
+            _end: PhantomData,
+        };
         let node = self.add(
             name,
             StageKind::Stateful,
             declared,
             inputs,
-            NodeImpl::Op(Box::new(StatefulNode::<F, K, S, V, I>(f, PhantomData))),
+            NodeImpl::Op(Box::new(op)),
             Some(Box::new(TypedInput::<Keyed<K, V>>(PhantomData))),
             Some(Box::new(TypedOutput::<I::Item>(PhantomData))),
         )?;

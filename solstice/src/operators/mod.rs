@@ -193,8 +193,12 @@ where
     }
 }
 
-struct StatefulOp<F, K, S, U> {
+struct StatefulOp<F, E, K, S, U> {
     f: F,
+    /// The end-of-input hook: called for every key held when the input ends.
+    on_end: Option<E>,
+    /// False when restored from a checkpoint taken after the hook already ran.
+    run_on_end: bool,
     stage: usize,
     batch_size: usize,
     key_groups: usize,
@@ -204,7 +208,7 @@ struct StatefulOp<F, K, S, U> {
     next: Box<dyn BatchSink<U>>,
 }
 
-impl<F, K: Key, S: StateValue, U> StatefulOp<F, K, S, U> {
+impl<F, E, K: Key, S: StateValue, U> StatefulOp<F, E, K, S, U> {
     /// Hands the state to checkpoint `id`, one part per key group, so that a restore with
     /// another parallelism can give each group to its new owner.
     fn snapshot(&self, id: u64, cx: &mut Cx<'_>) -> Result<()> {
@@ -216,13 +220,15 @@ impl<F, K: Key, S: StateValue, U> StatefulOp<F, K, S, U> {
     }
 }
 
-impl<K, S, V, U, I, F> BatchSink<Keyed<K, V>> for StatefulOp<F, K, S, U>
+impl<K, S, V, U, I, J, F, E> BatchSink<Keyed<K, V>> for StatefulOp<F, E, K, S, U>
 where
     K: Key,
     S: StateValue,
     U: Send + 'static,
     I: IntoIterator<Item = U>,
+    J: IntoIterator<Item = U>,
     F: Fn(&mut S, &K, V) -> I + Send + 'static,
+    E: Fn(&K, &S) -> J + Send + 'static,
 {
     fn push(&mut self, batch: &mut Vec<Keyed<K, V>>, cx: &mut Cx<'_>) -> Result<()> {
         cx.stage = self.stage;
@@ -258,6 +264,21 @@ where
     }
 
     fn end(&mut self, cx: &mut Cx<'_>) -> Result<()> {
+        cx.stage = self.stage;
+        if let (Some(on_end), true) = (&self.on_end, self.run_on_end) {
+            // Before the end of the stream goes on: these records belong to the final epoch,
+            // so a sink stages them with its final pre-commit. The state is left as it is.
+            for (key, state) in self.state.iter() {
+                self.out.extend(on_end(key, state));
+                if self.out.len() >= self.batch_size {
+                    self.next.push(&mut self.out, cx)?;
+                    cx.stage = self.stage;
+                }
+            }
+            if !self.out.is_empty() {
+                self.next.push(&mut self.out, cx)?;
+            }
+        }
         if cx.checkpoints.enabled() {
             self.snapshot(cx.checkpoints.final_id(), cx)?;
         }
@@ -270,20 +291,27 @@ where
     }
 }
 
-/// The erased form of a stateful stage.
-pub(crate) struct StatefulNode<F, K, S, V, I>(
-    pub(crate) F,
-    pub(crate) PhantomData<fn(K, S, V) -> I>,
-);
+/// The erased form of a stateful stage: its function, and its end-of-input hook if it has one.
+pub(crate) struct StatefulNode<F, E, K, S, V, I, J> {
+    pub(crate) f: F,
+    pub(crate) on_end: Option<E>,
+    pub(crate) _t: PhantomData<fn(K, S, V) -> I>,
+    pub(crate) _end: PhantomData<fn() -> J>,
+}
 
-impl<K, S, V, I, F> ErasedOp for StatefulNode<F, K, S, V, I>
+/// The hook type of a stateful stage without one.
+pub(crate) type NoEnd<K, S, U> = fn(&K, &S) -> std::iter::Empty<U>;
+
+impl<K, S, V, I, J, F, E> ErasedOp for StatefulNode<F, E, K, S, V, I, J>
 where
     K: Key + Clone,
     S: StateValue,
     V: Data,
     I: IntoIterator + 'static,
     I::Item: Data,
+    J: IntoIterator<Item = I::Item> + 'static,
     F: Fn(&mut S, &K, V) -> I + Clone + Send + 'static,
+    E: Fn(&K, &S) -> J + Clone + Send + 'static,
 {
     fn wrap(&self, ctx: &SubtaskCtx, next: AnyBox) -> Result<AnyBox> {
         let next = downcast::<Box<dyn BatchSink<I::Item>>>(next, &ctx.name)?;
@@ -299,8 +327,16 @@ where
                 }
             }
         }
+        // A final checkpoint was taken after the hook ran and its output was published with
+        // it: restoring from it must not emit that output again.
+        let run_on_end = !ctx
+            .restore
+            .as_ref()
+            .is_some_and(|c| c.manifest().end_of_input);
         Ok(boxed::<Keyed<K, V>>(StatefulOp {
-            f: self.0.clone(),
+            f: self.f.clone(),
+            on_end: self.on_end.clone(),
+            run_on_end,
             stage: ctx.stage,
             batch_size: ctx.batch_size.max(1),
             key_groups: ctx.key_groups,

@@ -357,6 +357,7 @@ impl<'a> Coordinator<'a> {
         }
         let id = inflight.id;
         let mut manifest = Manifest::new(self.job.clone(), CheckpointId(id), self.key_groups);
+        manifest.end_of_input = id == self.final_id.load(Ordering::Acquire);
         let mut bytes = 0;
         for (stage, upload) in inflight.uploads {
             let info = upload.wait()?;

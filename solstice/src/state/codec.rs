@@ -10,8 +10,9 @@ use crate::error::{Error, Result};
 
 /// Magic bytes at the start of every encoded state blob.
 pub const MAGIC: [u8; 4] = *b"SOLS";
-/// Current format version.
-pub const FORMAT_VERSION: u16 = 1;
+/// Current format version. Version 2: the manifest lost `extra` and `created_at_millis` and
+/// gained `end_of_input`; checkpoints of version 1 are refused with this number in the error.
+pub const FORMAT_VERSION: u16 = 2;
 /// Codec identifier of bincode 2 with the standard configuration.
 pub const CODEC_BINCODE2: u8 = 1;
 /// Upper bound on what one decode may allocate.

@@ -121,6 +121,9 @@ pub struct Manifest {
     pub key_groups: usize,
     /// Per stage name, its parallelism and parts.
     pub stages: BTreeMap<String, StageSnapshot>,
+    /// True for the final checkpoint of a run whose input ended: its stateful stages have run
+    /// their end-of-input hooks, and a restore from it must not run them again.
+    pub end_of_input: bool,
 }
 
 impl Manifest {
@@ -131,6 +134,7 @@ impl Manifest {
             job_id: job_id.into(),
             key_groups,
             stages: BTreeMap::new(),
+            end_of_input: false,
         }
     }
 

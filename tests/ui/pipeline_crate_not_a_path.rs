@@ -12,7 +12,13 @@ pub struct Enriched {
     pub vip: bool,
 }
 
-#[solstice::pipeline]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Total {
+    pub sum: f64,
+}
+
+// The `crate` argument is a path.
+#[solstice::pipeline(crate = "not a path")]
 pub mod shop {
     use super::*;
 
@@ -21,16 +27,9 @@ pub mod shop {
         FileSource::from_config(cfg)
     }
 
-    // A filter takes `&Order` and returns `bool`.
-    #[filter]
-    pub fn big(o: Order) -> bool {
-        o.amount > 100.0
-    }
-
-    // A map takes one record.
     #[map]
-    pub fn merge(a: Order, b: Order) -> Order {
-        Order { amount: a.amount + b.amount, ..b }
+    pub fn normalize(o: Order) -> Order {
+        o
     }
 
     #[sink]
@@ -38,7 +37,10 @@ pub mod shop {
         FileSink::from_config(cfg)
     }
 
-    dag! { orders -> big -> merge -> out }
+    dag! { orders -> normalize -> out }
 }
 
-fn main() {}
+// The README's entry point: resolves even when the pipeline has errors.
+fn main() -> solstice::Result<()> {
+    shop::main()
+}
