@@ -93,7 +93,7 @@ impl<T: Send> ChanTx<T> {
 
     /// Sends `msg`, or hands it back when the channel is full (the task is then registered to be
     /// woken when the reader takes a batch).
-    fn try_send(&self, msg: Msg<T>, cx: &mut Cx<'_>) -> Result<Option<Msg<T>>> {
+    pub(crate) fn try_send(&self, msg: Msg<T>, cx: &mut Cx<'_>) -> Result<Option<Msg<T>>> {
         let msg = match self.tx.try_send(msg) {
             Ok(()) => {
                 cx.waker.wake(self.shared.reader);
