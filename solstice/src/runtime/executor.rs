@@ -6,7 +6,6 @@ use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
-use std::time::Duration;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
@@ -123,15 +122,24 @@ struct LocalWaker<'p, 'a> {
 
 impl Wake for LocalWaker<'_, '_> {
     fn wake(&self, task: TaskId) {
+        // Every transition of a task's state is a read-modify-write (AcqRel), this one too when
+        // it changes nothing (the task is already queued or notified): the state's modification
+        // order is then one release sequence, so the run that follows a wake-up in that order
+        // (its `RUNNING` swap, or the failed `RUNNING -> IDLE` exchange) acquires everything the
+        // waker did before, e.g. the message it put in a channel. A plain load here would let
+        // the waker see `SCHEDULED` while the task's next run misses the message (the two
+        // threads' store-then-load orders are not ordered with each other), and the task would
+        // then wait for a wake-up that already happened.
         let state = &self.pool.slots[task].state;
-        let mut cur = state.load(Ordering::Acquire);
+        let mut cur = state.load(Ordering::Relaxed);
         loop {
             let next = match cur {
                 IDLE => SCHEDULED,
                 RUNNING => NOTIFIED,
+                SCHEDULED | NOTIFIED => cur,
                 _ => return,
             };
-            match state.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+            match state.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(actual) => cur = actual,
             }
@@ -220,12 +228,13 @@ impl Pool<'_> {
             && !self.cancelled.load(Ordering::Acquire)
             && self.live.load(Ordering::Acquire) > 0;
         if idle {
-            // Wake-ups arrive through notify_one; the short timeout also rebalances. Measured:
-            // with 50 ms, W2 at 2 threads sometimes ran 2.5x slower. No timed-out park ever
-            // found queued work (not a lost wake-up): one thread ended up running every task
-            // while the other stayed parked between notifications. A 1 ms cap restores the
-            // balance; a better policy for waking stealers is still to find.
-            let _ = self.sleep_cv.wait_timeout(guard, Duration::from_millis(1));
+            // Parks until notified, without a timeout: every task put in a queue is announced
+            // through `notify_one` (after the queue push, against `sleepers` above), and the end
+            // of the job or a failure through `notify_all`, so a timeout could only hide a lost
+            // wake-up. History: until the executor's wake-up protocol had tests of its own, a
+            // 1 ms timeout capped this wait; with 50 ms, W2 at 2 threads sometimes ran 2.5x
+            // slower, and the tests in `tests.rs` now fail if a notification is lost.
+            drop(self.sleep_cv.wait(guard));
         }
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
@@ -255,7 +264,8 @@ impl Pool<'_> {
 
     fn run_one(&self, id: TaskId, waker: &LocalWaker<'_, '_>) {
         let slot = &self.slots[id];
-        slot.state.store(RUNNING, Ordering::Release);
+        // A swap, not a store: it reads the latest wake-up (see `LocalWaker::wake`).
+        slot.state.swap(RUNNING, Ordering::AcqRel);
         let mut cx = Cx {
             waker,
             task: id,
@@ -283,7 +293,7 @@ impl Pool<'_> {
         let stage = self.stage_names.get(cx.stage).cloned().unwrap_or_default();
         match outcome {
             Ok(Ok(Step::Yield)) => {
-                slot.state.store(SCHEDULED, Ordering::Release);
+                slot.state.swap(SCHEDULED, Ordering::AcqRel);
                 waker.local.push(id);
                 self.notify_one();
             }
@@ -293,14 +303,14 @@ impl Pool<'_> {
                     .compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire)
                     .is_err()
                 {
-                    // Woken while running: run again.
-                    slot.state.store(SCHEDULED, Ordering::Release);
+                    // Woken while running (NOTIFIED): run again.
+                    slot.state.swap(SCHEDULED, Ordering::AcqRel);
                     waker.local.push(id);
                     self.notify_one();
                 }
             }
             Ok(Ok(Step::Done)) => {
-                slot.state.store(DONE, Ordering::Release);
+                slot.state.swap(DONE, Ordering::AcqRel);
                 if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
                     self.notify_all();
                 }
@@ -337,3 +347,6 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         "non-string panic payload".to_string()
     }
 }
+
+#[cfg(test)]
+mod tests;
