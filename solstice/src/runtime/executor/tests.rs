@@ -5,8 +5,9 @@
 //!
 //! Threads park until notified (there is no timeout to rescue a lost wake-up), so a lost wake-up
 //! leaves tasks idle forever: a watchdog fails the test when no message moved for [`STALL`]
-//! instead of letting it hang. Channels hold one batch, tasks yield and dawdle at random, and
-//! there are more threads than cores, so that every interleaving of the protocol comes up.
+//! instead of letting it hang. Channels hold one batch, tasks yield and dawdle at random, and jobs
+//! run on 2 to 4 threads (more threads than a small machine has cores, so that threads are also
+//! preempted mid-step), so that the protocol's steps interleave in many ways.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
