@@ -68,3 +68,29 @@ impl Drop for Ctxt {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "dropped without check()")]
+    fn an_unchecked_collector_panics() {
+        let mut cx = Ctxt::new();
+        cx.error_at(proc_macro2::Span::call_site(), "lost");
+    }
+
+    #[test]
+    fn check_reports_every_error_or_a_silent_failure() {
+        let mut cx = Ctxt::new();
+        cx.error_at(proc_macro2::Span::call_site(), "one");
+        cx.error_at(proc_macro2::Span::call_site(), "two");
+        let err = cx.check().unwrap_err().unwrap();
+        assert_eq!(err.into_iter().count(), 2);
+
+        let mut cx = Ctxt::new();
+        cx.reported_by_rustc();
+        assert!(cx.check().unwrap_err().is_none());
+        assert!(Ctxt::new().check().is_ok());
+    }
+}
