@@ -228,11 +228,13 @@ mod job {
                 started.elapsed()
             );
             let failed = CheckpointId(before.0 + 1);
-            let text = err.to_string();
-            assert!(
-                text.contains(&failed.to_string()) && text.contains("failed"),
-                "{text}"
-            );
+            match &err {
+                solstice::Error::Checkpoint { id, reason } => {
+                    assert_eq!(*id, Some(failed.0), "the failed checkpoint's id: {err}");
+                    assert!(reason.contains("state backend"), "{err}");
+                }
+                other => panic!("expected a checkpoint error, got: {other}"),
+            }
 
             server.restart();
             // Wait until the server stores objects again.
