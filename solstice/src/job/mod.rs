@@ -1,6 +1,6 @@
 //! A planned job: build it from a pipeline and a config, explain it, run it.
 //!
-//! This module is the job's API. Planning is [`crate::core::plan`]; validation is
+//! This module is the job's API. Planning is `core::plan`; validation is
 //! `validate.rs`; running (deployment, restore, restarts, checkpoints) is the runtime's
 //! supervisor.
 
