@@ -3,6 +3,8 @@
 //! ```text
 //! <workflow> --config FILE [--job-id ID] [--set KEY=VALUE]... [--explain]
 //!            [--restore latest|ID] [--list-checkpoints]
+//! <workflow> --version
+//! solstice --version
 //! solstice list
 //! solstice run --workflow NAME --config FILE [--job-id ID] [--set KEY=VALUE]... [--explain]
 //! ```
@@ -45,6 +47,9 @@ pub struct RunArgs {
 struct WorkflowCli {
     #[command(flatten)]
     run: RunArgs,
+    /// Prints the version and the build fingerprint, and exits.
+    #[arg(short = 'V', long)]
+    version: bool,
 }
 
 /// A workflow the `solstice` launcher can run by name.
@@ -82,6 +87,9 @@ impl Workflow {
 struct LauncherCli {
     #[command(subcommand)]
     command: Command,
+    /// Prints the version and the build fingerprint, and exits.
+    #[arg(short = 'V', long)]
+    version: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -177,8 +185,35 @@ pub fn run_with(
     Ok(())
 }
 
+/// True when `--version` (or `-V`) is among the arguments (before a `--`): the binary then prints
+/// its version line instead of running anything, whatever else is given.
+fn version_requested() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--version" || a == "-V")
+}
+
+/// The version line of a binary: its name, the Solstice version, what it runs, and the
+/// fingerprint of the executable ([`crate::build::fingerprint`]).
+pub fn version_line(what: &str) -> Result<String> {
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "solstice".to_string());
+    Ok(format!(
+        "{bin} {} ({what}, build {})",
+        crate::build::VERSION,
+        crate::build::fingerprint()?
+    ))
+}
+
 /// The `main()` of a single-workflow binary.
 pub fn main<P: Pipeline>() -> Result<()> {
+    if version_requested() {
+        println!("{}", version_line(&format!("pipeline {}", P::NAME))?);
+        return Ok(());
+    }
     let cli = WorkflowCli::parse();
     init();
     run_with(P::NAME, P::build, &cli.run)
@@ -186,6 +221,14 @@ pub fn main<P: Pipeline>() -> Result<()> {
 
 /// The `main()` of a launcher binary that holds several workflows.
 pub fn launcher(workflows: &[Workflow]) -> Result<()> {
+    if version_requested() {
+        let names: Vec<&str> = workflows.iter().map(|w| w.name).collect();
+        println!(
+            "{}",
+            version_line(&format!("workflows {}", names.join(", ")))?
+        );
+        return Ok(());
+    }
     let cli = LauncherCli::parse();
     init();
     match cli.command {

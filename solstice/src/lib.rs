@@ -34,6 +34,7 @@
 
 #![warn(missing_docs)]
 
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod connectors;

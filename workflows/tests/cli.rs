@@ -192,3 +192,33 @@ fn bad_records_fail_with_file_and_line_or_are_skipped_and_counted() {
     assert_eq!(lines(&tmp.path().join("dead.jsonl")).len(), 1);
     assert_eq!(lines(&tmp.path().join("out/part-00000.jsonl")).len(), 1);
 }
+
+#[test]
+fn version_prints_the_version_and_the_build_fingerprint() {
+    let bins = [
+        (env!("CARGO_BIN_EXE_simple_etl"), "pipeline simple_etl"),
+        (env!("CARGO_BIN_EXE_solstice"), "workflows "),
+    ];
+    for (bin, what) in bins {
+        for flag in ["--version", "-V"] {
+            let out = run(bin, &[flag]);
+            assert!(out.status.success(), "{bin} {flag}: {out:?}");
+            let line = String::from_utf8(out.stdout).unwrap();
+            let fingerprint = line
+                .trim_end()
+                .strip_suffix(')')
+                .and_then(|l| l.rsplit_once("build "))
+                .map(|(_, f)| f.to_string())
+                .unwrap_or_default();
+            assert!(
+                line.contains(solstice::build::VERSION) && line.contains(what),
+                "{bin} {flag}: {line}"
+            );
+            assert_eq!(
+                fingerprint,
+                solstice::build::fingerprint_of(Path::new(bin)).unwrap(),
+                "{bin} {flag}: {line}"
+            );
+        }
+    }
+}

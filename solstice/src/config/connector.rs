@@ -3,6 +3,7 @@
 
 use serde::de::DeserializeOwned;
 
+use super::blame;
 use crate::connectors::collect::Outputs;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -18,6 +19,7 @@ fn section_options<T: DeserializeOwned>(
     section: &Section,
     prefix: &str,
     origin: &str,
+    overrides: &[String],
 ) -> Result<T> {
     let empty = Section::Mapping(Default::default());
     let value = if section.is_null() { &empty } else { section };
@@ -33,8 +35,14 @@ fn section_options<T: DeserializeOwned>(
             .strip_prefix("missing field `")
             .and_then(|f| f.strip_suffix('`'))
         {
-            Some(field) => Error::config(origin, format!("{key}.{field}: missing (required)")),
-            None => Error::config(origin, format!("at `{key}`: {inner}")),
+            Some(field) => Error::config(
+                blame(&key, origin, overrides),
+                format!("{key}.{field}: missing (required)"),
+            ),
+            None => Error::config(
+                blame(&key, origin, overrides),
+                format!("at `{key}`: {inner}"),
+            ),
         }
     })
 }
@@ -48,6 +56,8 @@ pub struct SourceConfig {
     pub(super) origin: String,
     pub(super) section: Section,
     pub(super) metrics: Metrics,
+    /// The config's `--set` overrides, so that an error about a key one of them set names it.
+    pub(super) overrides: Vec<String>,
 }
 
 impl SourceConfig {
@@ -79,14 +89,16 @@ impl SourceConfig {
             &self.section,
             &format!("sources.{}", self.stage),
             &self.origin,
+            &self.overrides,
         )
     }
 
     /// A config error about key `sources.<stage>.<key>`.
     pub fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
+        let key = format!("sources.{}.{key}", self.stage);
         Error::config(
-            &self.origin,
-            format!("sources.{}.{key}: {message}", self.stage),
+            blame(&key, &self.origin, &self.overrides),
+            format!("{key}: {message}"),
         )
     }
 
@@ -106,6 +118,8 @@ pub struct SinkConfig {
     pub(super) origin: String,
     pub(super) section: Section,
     pub(super) metrics: Metrics,
+    /// The config's `--set` overrides, so that an error about a key one of them set names it.
+    pub(super) overrides: Vec<String>,
     pub(crate) outputs: Outputs,
 }
 
@@ -137,14 +151,16 @@ impl SinkConfig {
             &self.section,
             &format!("sinks.{}", self.stage),
             &self.origin,
+            &self.overrides,
         )
     }
 
     /// A config error about key `sinks.<stage>.<key>`.
     pub fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
+        let key = format!("sinks.{}.{key}", self.stage);
         Error::config(
-            &self.origin,
-            format!("sinks.{}.{key}: {message}", self.stage),
+            blame(&key, &self.origin, &self.overrides),
+            format!("{key}: {message}"),
         )
     }
 

@@ -68,6 +68,10 @@ pub struct Config {
     /// Where this configuration came from, for error messages.
     #[serde(skip)]
     pub origin: String,
+    /// The `KEY=VALUE` overrides applied on top of it (`--set`), in order: an error about a key
+    /// one of them set names that `--set` instead of the file.
+    #[serde(skip)]
+    pub overrides: Vec<String>,
 }
 
 /// `job:` settings.
@@ -223,7 +227,7 @@ impl Config {
         overrides: &[String],
     ) -> Result<Config> {
         for o in overrides {
-            apply_override(&mut value, o).map_err(|m| Error::config(origin, m))?;
+            apply_override(&mut value, o).map_err(|m| Error::config("--set", m))?;
         }
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
@@ -231,16 +235,30 @@ impl Config {
             if path == "." {
                 Error::config(origin, inner)
             } else {
-                Error::config(origin, format!("at `{path}`: {inner}"))
+                Error::config(
+                    blame(&path, origin, overrides),
+                    format!("at `{path}`: {inner}"),
+                )
             }
         })?;
         config.origin = origin.to_string();
+        config.overrides = overrides.to_vec();
         config.validate()?;
         Ok(config)
     }
 
+    /// Where the value at dotted key `key` came from, for an error about it: the last `--set`
+    /// that wrote it (or a key above or below it), else the config's origin.
+    pub fn origin_of(&self, key: &str) -> String {
+        blame(key, &self.origin, &self.overrides)
+    }
+
     fn validate(&self) -> Result<()> {
-        let err = |m: String| Err(Error::config(&self.origin, m));
+        // Each message starts with the key it is about.
+        let err = |m: String| {
+            let key = m.split(':').next().unwrap_or_default();
+            Err(Error::config(self.origin_of(key), m))
+        };
         if self.job.key_groups == 0 || self.job.key_groups > u16::MAX as usize {
             return err(format!(
                 "job.key_groups: {} is not in 1..=65535",
@@ -299,6 +317,7 @@ impl Config {
             origin: self.origin.clone(),
             section: self.sources.get(stage).cloned().unwrap_or_default(),
             metrics: Metrics::default(),
+            overrides: self.overrides.clone(),
         }
     }
 
@@ -310,6 +329,7 @@ impl Config {
             origin: self.origin.clone(),
             section: self.sinks.get(stage).cloned().unwrap_or_default(),
             metrics: Metrics::default(),
+            overrides: self.overrides.clone(),
             outputs: Outputs::default(),
         }
     }
@@ -342,6 +362,25 @@ fn insert_at(
         node = map.entry(k).or_insert(Value::Null);
     }
     Ok(())
+}
+
+/// `--set KEY=VALUE` for the last of `overrides` that wrote `key`, a key above it or one below
+/// it; else `origin`.
+fn blame(key: &str, origin: &str, overrides: &[String]) -> String {
+    let covers = |set: &str| {
+        set == key
+            || key
+                .strip_prefix(set)
+                .is_some_and(|rest| rest.starts_with('.'))
+            || set
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with('.'))
+    };
+    overrides
+        .iter()
+        .rev()
+        .find(|o| covers(o.split_once('=').map_or(o.as_str(), |(k, _)| k)))
+        .map_or_else(|| origin.to_string(), |o| format!("--set {o}"))
 }
 
 /// Applies `a.b.c=value` to a YAML tree, creating mappings on the way.
@@ -398,5 +437,42 @@ mod tests {
         );
         let e = Config::parse("stages: { a: { parallelism: [3, 1] } }", "c.yaml", &[]).unwrap_err();
         assert!(e.to_string().contains("stages.a.parallelism"), "{e}");
+    }
+
+    #[test]
+    fn an_error_in_a_set_value_names_the_set_flag() {
+        let file_of = |e: Error| match e {
+            Error::Config { file, .. } => file,
+            other => panic!("expected a config error, got {other}"),
+        };
+        let yaml = "job: { batch_size: 8 }\nruntime: { threads: 2 }\n";
+        let e = Config::parse(yaml, "cfg.yaml", &["runtime.threads=many".into()]).unwrap_err();
+        assert_eq!(file_of(e), "--set runtime.threads=many");
+        let e = Config::parse(yaml, "cfg.yaml", &["runtime.threads=0".into()]).unwrap_err();
+        assert_eq!(file_of(e), "--set runtime.threads=0");
+        let e = Config::parse(yaml, "cfg.yaml", &["runtime.threads".into()]).unwrap_err();
+        assert_eq!(file_of(e), "--set");
+        // A key the file set, next to an override of another key, is still the file's.
+        let bad = "job: { batch_size: 0 }\n";
+        let e = Config::parse(bad, "cfg.yaml", &["runtime.threads=2".into()]).unwrap_err();
+        assert_eq!(file_of(e), "cfg.yaml");
+
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Options {
+            n: u64,
+        }
+        let c = Config::parse(
+            "sources: { numbers: { n: 1 } }\n",
+            "cfg.yaml",
+            &["sources.numbers.n=lots".into()],
+        )
+        .unwrap();
+        let e = c.source_config("numbers").options::<Options>().unwrap_err();
+        assert_eq!(file_of(e), "--set sources.numbers.n=lots");
+        let e = c.source_config("numbers").error("n", "too many");
+        assert_eq!(file_of(e), "--set sources.numbers.n=lots");
+        let e = c.sink_config("out").error("path", "missing");
+        assert_eq!(file_of(e), "cfg.yaml");
     }
 }
