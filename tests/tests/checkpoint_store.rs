@@ -228,6 +228,24 @@ fn prune_keeps_the_newest_and_removes_older_and_stale_incomplete_ones() {
 }
 
 #[test]
+fn prune_removes_what_a_killed_writer_left_in_a_stale_folder() {
+    let (_tmp, root, store) = file_store();
+    checkpoint(&store, 1);
+    // A process killed while writing checkpoint 2 can leave the store's temporary file of an
+    // unfinished write, or only the directories made for it: listing the store shows neither.
+    let stale = root.join(JOB).join("chk-00000002");
+    std::fs::create_dir_all(stale.join("totals")).unwrap();
+    std::fs::write(stale.join("totals").join("kg-00000#1"), b"half a part").unwrap();
+    let empty = root.join(JOB).join("chk-00000003");
+    std::fs::create_dir_all(empty.join("events")).unwrap();
+    checkpoint(&store, 4);
+
+    assert_eq!(store.prune(JOB, 3).unwrap(), ids(&[2, 3]));
+    assert!(!stale.exists() && !empty.exists());
+    assert_eq!(store.list(JOB).unwrap(), ids(&[1, 4]));
+}
+
+#[test]
 fn prune_in_memory_and_without_complete_checkpoints() {
     let store = memory_store();
     incomplete(&store, 1);

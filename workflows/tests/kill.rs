@@ -250,5 +250,35 @@ fn sigkill_and_restore_gives_exactly_the_failure_free_output() {
                 "scenario {scenario}: {user}'s totals in publication order"
             );
         }
+        // Nothing is left behind: every checkpoint folder is a complete checkpoint, at most
+        // `retain` (3) of them, and no staged output remains beside the published files.
+        let mut folders: Vec<String> = std::fs::read_dir(checkpoints.join("killed"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        folders.sort();
+        let incomplete: Vec<&String> = folders
+            .iter()
+            .filter(|f| {
+                !checkpoints
+                    .join("killed")
+                    .join(f)
+                    .join("_manifest")
+                    .exists()
+            })
+            .collect();
+        assert!(
+            incomplete.is_empty() && folders.len() <= 3,
+            "scenario {scenario}: checkpoint folders {folders:?}, without a manifest {incomplete:?}"
+        );
+        let staged: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with('.'))
+            .collect();
+        assert!(
+            staged.is_empty(),
+            "scenario {scenario}: staged files left behind: {staged:?}"
+        );
     }
 }

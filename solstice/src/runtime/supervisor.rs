@@ -157,7 +157,7 @@ impl Supervisor<'_> {
             Restore::Id(n) => Ok(Some(store.open(self.id, CheckpointId(n))?)),
             Restore::Latest => match store.open_latest_valid(self.id)? {
                 None => {
-                    tracing::info!(job = %self.id, "no checkpoint to restore: starting from the beginning");
+                    tracing::warn!(job = %self.id, "--restore latest: no complete checkpoint to restore; starting from the beginning");
                     Ok(None)
                 }
                 Some(point) => {
@@ -280,6 +280,13 @@ impl Supervisor<'_> {
         let stop = AtomicBool::new(false);
         let coordinator = match (store, &self.config.job.checkpoint) {
             (Some(store), Some(c)) => {
+                // What earlier runs abandoned (checkpoints they never completed, older than the
+                // newest complete one) goes now, not only after this run's first commit: a run
+                // killed again before it completes a checkpoint would otherwise add to it. The
+                // restored state was read when the tasks were made.
+                if let Err(e) = store.prune(self.id, c.retain) {
+                    tracing::warn!(job = %self.id, "cannot prune old checkpoints: {e}");
+                }
                 // The highest checkpoint id any run used, complete or not.
                 let last_used = self.highest_checkpoint_id(&store)?;
                 Some(Coordinator::new(CoordinatorSpec {

@@ -47,6 +47,9 @@ struct Inner {
     /// The store, its root, and the URL as shown in messages (local paths made absolute).
     store: AsyncStore,
     io: IoThread,
+    /// For a `file://` backend, its directory: a process killed mid-write can leave a store's
+    /// temporary file or an empty directory there, which listing the store does not show.
+    local_dir: Option<std::path::PathBuf>,
 }
 
 /// The I/O thread running the backend's runtime.
@@ -99,10 +102,12 @@ impl StateBackend {
     pub fn open(url: &str, options: &BTreeMap<String, String>) -> Result<StateBackend> {
         let (url, store, root) = from_url::build_store(url, options)?;
         let io = start_io_thread(&url)?;
+        let local_dir = url.strip_prefix("file://").map(std::path::PathBuf::from);
         Ok(StateBackend {
             inner: Arc::new(Inner {
                 store: AsyncStore::new(store, root, &url),
                 io,
+                local_dir,
             }),
         })
     }
@@ -201,6 +206,23 @@ impl StateBackend {
     pub fn delete_many(&self, paths: Vec<String>) -> Result<()> {
         let s = self.store();
         self.run(async move { s.delete_many(&paths).await })
+    }
+
+    /// Deletes everything under directory `dir`: every object the store lists there and, for a
+    /// `file://` backend, whatever else a killed process left in the directory (a store's
+    /// temporary files, empty directories), and the directory itself.
+    pub fn delete_dir(&self, dir: &str) -> Result<()> {
+        let objects = self.list(dir)?;
+        self.delete_many(objects.into_iter().map(|o| o.path).collect())?;
+        if let Some(root) = &self.inner.local_dir {
+            let path = root.join(dir);
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(path, e)),
+            }
+        }
+        Ok(())
     }
 
     /// Runs `f` with the store on the I/O thread and waits for it: for operations of the `state`

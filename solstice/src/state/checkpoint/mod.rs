@@ -338,9 +338,7 @@ impl CheckpointStore {
             if is_complete {
                 self.backend.delete(&format!("{dir}/{MANIFEST}"))?;
             }
-            let files = self.backend.list(&dir)?;
-            self.backend
-                .delete_many(files.into_iter().map(|f| f.path).collect())?;
+            self.backend.delete_dir(&dir)?;
             deleted.push(id);
         }
         Ok(deleted)
