@@ -150,6 +150,40 @@ fn config_errors_exit_non_zero_with_one_paragraph() {
 }
 
 #[test]
+fn an_unusable_sink_path_is_refused_before_the_job_runs() {
+    for args in [
+        &[
+            "--config",
+            "configs/simple_etl.yaml",
+            "--set",
+            "sinks.out.path=/dev/null",
+        ][..],
+        &[
+            "--config",
+            "configs/simple_etl.yaml",
+            "--set",
+            "sinks.out.path=/dev/null",
+            "--explain",
+        ][..],
+    ] {
+        let o = run(env!("CARGO_BIN_EXE_simple_etl"), args);
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("sinks.out.path: /dev/null is not a directory")
+                && err.contains("configs/simple_etl.yaml")
+                && !err.contains("os error"),
+            "{err}"
+        );
+        assert!(
+            o.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+}
+
+#[test]
 fn bad_records_fail_with_file_and_line_or_are_skipped_and_counted() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("orders.jsonl");

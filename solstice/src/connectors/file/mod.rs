@@ -4,7 +4,8 @@
 //! implied by the extension, split across subtasks: JSONL by byte ranges on line boundaries, CSV
 //! by whole files, Parquet by row groups. Records that fail to decode follow the source's
 //! `on_error` policy. [`FileSink`] writes one file per subtask, `part-{subtask:05}.<ext>`, under a
-//! temporary name renamed into place when the subtask completes. Their options
+//! temporary name renamed into place when the subtask completes (removed if the run fails); its
+//! path is checked when the job is built (`sink_dir.rs`). Their options
 //! ([`FileSourceOptions`], [`FileSinkOptions`]) are in `options.rs`, read from the connector's own
 //! config section.
 
@@ -13,6 +14,7 @@ mod jsonl;
 mod options;
 mod parquet;
 mod reject;
+mod sink_dir;
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -330,6 +332,8 @@ impl<T: Serialize + DeserializeOwned + Data> FileSink<T> {
         if options.parquet.row_group_size == 0 {
             return Err(cfg.error("parquet.row_group_size", "must be at least 1"));
         }
+        // Refused here, when the job is built, rather than by the first subtask's `open`.
+        sink_dir::check(&options.path).map_err(|m| cfg.error("path", m))?;
         let format = options.format.unwrap_or(Format::Jsonl);
         if format == Format::Parquet {
             // Fail at build time, not in the first write, when `T` has no Arrow schema.
@@ -500,6 +504,19 @@ pub struct FileWriter<T> {
     /// Whether records went into `current`.
     written: bool,
     target: PathBuf,
+}
+
+/// A writer dropped with a file still open belongs to a run that failed (or was stopped):
+/// nothing will finish that file, so it goes, and a failed run leaves no in-progress file behind.
+/// Staged (`.pending`) files are the checkpoint's business (see `discard_uncommitted`).
+impl<T> Drop for FileWriter<T> {
+    fn drop(&mut self) {
+        if let Some((format, temp)) = self.current.take() {
+            drop(format);
+            // Best effort: a drop cannot report, and a left file is removed on restore anyway.
+            let _ = std::fs::remove_file(&temp);
+        }
+    }
 }
 
 impl<T: Serialize + DeserializeOwned + Data> SinkWriter<T> for FileWriter<T> {
