@@ -474,3 +474,11 @@ impl Drop for S3Server {
         let _ = self.child.wait();
     }
 }
+
+/// Runs the tests of one test binary one at a time where they share process-wide switches (a
+/// failure injected through a static, say): each such test holds the guard while it runs. A test
+/// that panicked does not poison it for the others.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -7,16 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use solstice::config::Config;
 use solstice::job::JobBuilder;
 use solstice::prelude::*;
-use solstice_tests::{config, temp_dir, within};
+use solstice_tests::{config, serial, temp_dir, within};
 
 static FAIL: AtomicBool = AtomicBool::new(false);
-
-/// The failure switch is process-wide: the tests that run `squares` run one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 const N: u64 = 200_000;
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use solstice::job::Restore;
 use solstice::prelude::*;
-use solstice_tests::{config, temp_dir, write_jsonl, TempDir};
+use solstice_tests::{config, serial, temp_dir, write_jsonl, TempDir};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -27,13 +27,6 @@ pub struct Final {
 
 /// The id at which `guard` panics (0: never).
 static FAIL_AT: AtomicU64 = AtomicU64::new(0);
-
-/// The failure switch is process-wide: the tests of this file run one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 #[solstice::pipeline]
 pub mod finals {
