@@ -49,6 +49,34 @@ pub fn read_parts<T: DeserializeOwned>(dir: &Path) -> Vec<T> {
     out
 }
 
+/// Every record a sink directory publishes (its visible JSON-lines files), sorted, and the names
+/// of the hidden files left in it (staged or in-progress output). A missing directory publishes
+/// nothing.
+pub fn published<T: DeserializeOwned + Ord>(dir: &Path) -> (Vec<T>, Vec<String>) {
+    let mut records = Vec::new();
+    let mut hidden = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (records, hidden);
+    };
+    for entry in entries {
+        let path = entry.expect("dir entry").path();
+        let name = path
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with('.') {
+            hidden.push(name);
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).expect("read part").lines() {
+            records.push(serde_json::from_str(line).expect("decode output line"));
+        }
+    }
+    records.sort();
+    (records, hidden)
+}
+
 /// Parses a YAML config, with `key=value` overrides.
 pub fn config(yaml: &str, overrides: &[String]) -> Config {
     Config::parse(yaml, "test.yaml", overrides).expect("valid test config")

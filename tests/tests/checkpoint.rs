@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use solstice::job::Restore;
 use solstice::prelude::*;
-use solstice_tests::{config, serial, temp_dir, write_jsonl, Gate, Held};
+use solstice_tests::{config, published, serial, temp_dir, write_jsonl, Gate, Held};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -292,24 +292,6 @@ fn running_job(n: u64) -> (solstice_tests::TempDir, Vec<Running>, String) {
     (dir, running_totals(&input), yaml)
 }
 
-fn published(dir: &std::path::Path) -> (Vec<Running>, Vec<String>) {
-    let mut records = Vec::new();
-    let mut hidden = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            hidden.push(name);
-            continue;
-        }
-        for line in std::fs::read_to_string(&path).unwrap().lines() {
-            records.push(serde_json::from_str(line).unwrap());
-        }
-    }
-    records.sort();
-    (records, hidden)
-}
-
 #[test]
 fn file_sink_output_is_exactly_once_across_a_failure_and_restore() {
     let _serial = serial();
@@ -326,14 +308,14 @@ fn file_sink_output_is_exactly_once_across_a_failure_and_restore() {
     FAIL_OUT_AT.store(170_000, Ordering::Relaxed);
     assert!(run_once(None).is_err());
     FAIL_OUT_AT.store(0, Ordering::Relaxed);
-    let (partial, _) = published(&out);
+    let (partial, _) = published::<Running>(&out);
     assert!(
         partial.len() < expected.len(),
         "only committed output is visible"
     );
 
     run_once(Some(Restore::Latest)).unwrap();
-    let (records, hidden) = published(&out);
+    let (records, hidden) = published::<Running>(&out);
     assert_eq!(records.len(), expected.len());
     assert_eq!(
         records, expected,
@@ -355,7 +337,7 @@ fn file_sink_output_is_exactly_once_across_a_failure_and_restore() {
     };
     let before = files(&out);
     run_once(Some(Restore::Latest)).unwrap();
-    let after = published(&out).0;
+    let after = published::<Running>(&out).0;
     assert_eq!(
         after,
         expected,
@@ -379,7 +361,7 @@ fn restart_strategy_recovers_from_a_transient_failure_with_exact_output() {
     FAIL_OUT_AT.store(120_000, Ordering::Relaxed);
     let result = running::job(config(&yaml, &[])).unwrap().run().unwrap();
     assert_eq!(result.restarts, 1);
-    let (records, hidden) = published(&out);
+    let (records, hidden) = published::<Running>(&out);
     assert_eq!(
         records, expected,
         "the output differs from the failure-free output"
@@ -408,16 +390,20 @@ fn checkpoints_on_demand_from_a_running_job() {
     // Complete: the sink published every record read before it, and nothing else.
     let mut before: Vec<Running> = in_order[..HELD as usize].to_vec();
     before.sort();
-    let (published_first, hidden) = published(&out);
+    let (published_first, hidden) = published::<Running>(&out);
     assert_eq!(published_first, before, "published by checkpoint {first}");
     assert!(hidden.is_empty(), "{hidden:?}");
     let second = runner.trigger_checkpoint().unwrap();
     assert!(second > first);
-    assert_eq!(published(&out).0, before, "nothing was read since {first}");
+    assert_eq!(
+        published::<Running>(&out).0,
+        before,
+        "nothing was read since {first}"
+    );
     drop(hold);
     let result = runner.wait().unwrap();
     assert!(result.last_checkpoint > Some(second.0), "{result:?}");
-    assert_eq!(published(&out).0, expected);
+    assert_eq!(published::<Running>(&out).0, expected);
     let store = running::job(config(&yaml, &[]))
         .unwrap()
         .checkpoint_store()
@@ -437,7 +423,7 @@ fn checkpoints_on_demand_from_a_running_job() {
     job.run().unwrap();
     let mut rest: Vec<Running> = in_order[HELD as usize..].to_vec();
     rest.sort();
-    let (published_rest, hidden) = published(&dir.path().join("rest"));
+    let (published_rest, hidden) = published::<Running>(&dir.path().join("rest"));
     assert_eq!(published_rest, rest, "restored from {first}");
     assert!(hidden.is_empty(), "{hidden:?}");
 

@@ -4,12 +4,11 @@
 //! once.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use solstice::job::Restore;
 use solstice::prelude::*;
-use solstice_tests::{config, serial, temp_dir, write_jsonl, TempDir};
+use solstice_tests::{config, published, serial, temp_dir, write_jsonl, TempDir};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -163,28 +162,6 @@ fn setup(n: u64, checkpoints: bool) -> (TempDir, Vec<Event>, String) {
     (dir, input, yaml)
 }
 
-/// Every published record of a sink directory, sorted, and the names of files left staged.
-fn published(dir: &Path) -> (Vec<Final>, Vec<String>) {
-    let mut records = Vec::new();
-    let mut hidden = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return (records, hidden);
-    };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            hidden.push(name);
-            continue;
-        }
-        for line in std::fs::read_to_string(&path).unwrap().lines() {
-            records.push(serde_json::from_str(line).unwrap());
-        }
-    }
-    records.sort();
-    (records, hidden)
-}
-
 fn run(yaml: &str, overrides: &[String], restore: Option<Restore>) -> Result<finals::State> {
     let mut job = finals::job(config(yaml, overrides))?;
     if let Some(r) = restore {
@@ -216,7 +193,7 @@ fn the_hook_writes_one_record_per_key_once() {
             let (dir, input, yaml) = setup(50_000, checkpoints);
             let expected = reference(&input);
             let state = run(&yaml, &at_parallelism(p), None).unwrap();
-            let (records, hidden) = published(&dir.path().join("out"));
+            let (records, hidden) = published::<Final>(&dir.path().join("out"));
             assert_eq!(
                 records, expected,
                 "checkpoints: {checkpoints}, parallelism {p}"
@@ -246,7 +223,7 @@ fn the_keyed_form_with_elastic_parallelism_emits_all_the_hook_returns() {
         expected.push(other);
     }
     expected.sort();
-    let (records, _) = published(&dir.path().join("out"));
+    let (records, _) = published::<Final>(&dir.path().join("out"));
     assert_eq!(records, expected);
 }
 
@@ -258,7 +235,7 @@ fn restoring_the_final_checkpoint_does_not_run_the_hook_again() {
         let expected = reference(&input);
         let out = dir.path().join("out");
         run(&yaml, &at_parallelism(p), None).unwrap();
-        assert_eq!(published(&out).0, expected);
+        assert_eq!(published::<Final>(&out).0, expected);
 
         let store = finals::job(config(&yaml, &[]))
             .unwrap()
@@ -287,7 +264,7 @@ fn restoring_the_final_checkpoint_does_not_run_the_hook_again() {
         // Twice: the restored run's own final checkpoint is marked too.
         for _ in 0..2 {
             let state = run(&yaml, &at_parallelism(p), Some(Restore::Latest)).unwrap();
-            let (records, hidden) = published(&out);
+            let (records, hidden) = published::<Final>(&out);
             assert_eq!(records, expected, "parallelism {p}: output changed");
             assert!(hidden.is_empty(), "{hidden:?}");
             assert_eq!(state_of(&state), expected);
@@ -333,12 +310,16 @@ fn a_restore_after_a_failure_runs_the_hook_once() {
                 .manifest()
                 .end_of_input
         );
-        assert_eq!(published(&out).0, Vec::new(), "nothing ran the hook yet");
+        assert_eq!(
+            published::<Final>(&out).0,
+            Vec::new(),
+            "nothing ran the hook yet"
+        );
 
         // From the regular checkpoint, at another parallelism than the failed run's.
         let other = at_parallelism(if p == 1 { 3 } else { 1 });
         let state = run(&yaml, &other, Some(Restore::Latest)).unwrap();
-        let (records, hidden) = published(&out);
+        let (records, hidden) = published::<Final>(&out);
         assert_eq!(records, expected, "parallelism {p}");
         assert!(hidden.is_empty(), "{hidden:?}");
         assert_eq!(state_of(&state), expected);

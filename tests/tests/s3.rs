@@ -147,17 +147,7 @@ mod job {
     }
 
     fn published(dir: &std::path::Path) -> Vec<(String, u64)> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
-                for l in std::fs::read_to_string(&path).unwrap().lines() {
-                    out.push(serde_json::from_str(l).unwrap());
-                }
-            }
-        }
-        out.sort();
-        out
+        solstice_tests::published(dir).0
     }
 
     fn setup(n: u64, server: &S3Server, extra: &str) -> (solstice_tests::TempDir, String) {
