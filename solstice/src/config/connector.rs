@@ -47,11 +47,11 @@ fn section_options<T: DeserializeOwned>(
     })
 }
 
-/// What a source stage's function is given: its name, its section of the config (the
-/// connector's own options, read with [`SourceConfig::options`]), where the config came from,
-/// and the job's counters.
+/// What every connector's stage function is given, whichever side it is on.
 #[derive(Clone, Debug, Default)]
-pub struct SourceConfig {
+pub(super) struct StageSection {
+    /// `sources` or `sinks`: the config section the stage's entry is under.
+    pub(super) side: &'static str,
     pub(super) stage: String,
     pub(super) origin: String,
     pub(super) section: Section,
@@ -60,51 +60,90 @@ pub struct SourceConfig {
     pub(super) overrides: Vec<String>,
 }
 
-impl SourceConfig {
-    /// The source stage's name.
-    pub fn stage(&self) -> &str {
-        &self.stage
-    }
-
-    /// Where the config came from (its file, for error messages).
-    pub fn origin(&self) -> &str {
-        &self.origin
-    }
-
-    /// The raw `sources.<stage>` section (null when the config has none).
-    pub fn section(&self) -> &Section {
-        &self.section
-    }
-
-    /// The job's counters, e.g. for a `<stage>.skipped` count.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    /// The connector's options: `sources.<stage>` deserialized into `T`. An absent section reads
-    /// as an empty mapping. Unknown keys (with `#[serde(deny_unknown_fields)]`), wrong types
-    /// and missing required keys are config errors naming `sources.<stage>.<key>` and the file.
-    pub fn options<T: DeserializeOwned>(&self) -> Result<T> {
+impl StageSection {
+    fn options<T: DeserializeOwned>(&self) -> Result<T> {
         section_options(
             &self.section,
-            &format!("sources.{}", self.stage),
+            &format!("{}.{}", self.side, self.stage),
             &self.origin,
             &self.overrides,
         )
     }
 
-    /// A config error about key `sources.<stage>.<key>`.
-    pub fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
-        let key = format!("sources.{}.{key}", self.stage);
+    fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
+        let key = format!("{}.{}.{key}", self.side, self.stage);
         Error::config(
             blame(&key, &self.origin, &self.overrides),
             format!("{key}: {message}"),
         )
     }
+}
+
+/// The accessors both connector configs share, documented for the side they are on.
+macro_rules! stage_section_accessors {
+    ($side:literal) => {
+        /// The stage's name.
+        pub fn stage(&self) -> &str {
+            &self.inner.stage
+        }
+
+        /// Where the config came from (its file, for error messages).
+        pub fn origin(&self) -> &str {
+            &self.inner.origin
+        }
+
+        #[doc = concat!("The raw `", $side, ".<stage>` section (null when the config has none).")]
+        pub fn section(&self) -> &Section {
+            &self.inner.section
+        }
+
+        /// The job's counters, e.g. for a `<stage>.skipped` count.
+        pub fn metrics(&self) -> &Metrics {
+            &self.inner.metrics
+        }
+
+        #[doc = concat!("The connector's options: `", $side, ".<stage>` deserialized into `T`. An")]
+        /// absent section reads as an empty mapping. Unknown keys (with
+        /// `#[serde(deny_unknown_fields)]`), wrong types and missing required keys are config
+        #[doc = concat!("errors naming `", $side, ".<stage>.<key>` and the file (or the `--set`")]
+        /// that wrote the key).
+        pub fn options<T: DeserializeOwned>(&self) -> Result<T> {
+            self.inner.options()
+        }
+
+        #[doc = concat!("A config error about key `", $side, ".<stage>.<key>`.")]
+        pub fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
+            self.inner.error(key, message)
+        }
+    };
+}
+
+/// What a source stage's function is given: its name, its section of the config (the
+/// connector's own options, read with [`SourceConfig::options`]), where the config came from,
+/// and the job's counters.
+#[derive(Clone, Debug)]
+pub struct SourceConfig {
+    pub(super) inner: StageSection,
+}
+
+impl Default for SourceConfig {
+    /// An unnamed source's empty entry.
+    fn default() -> Self {
+        SourceConfig {
+            inner: StageSection {
+                side: "sources",
+                ..StageSection::default()
+            },
+        }
+    }
+}
+
+impl SourceConfig {
+    stage_section_accessors!("sources");
 
     /// The same config, reporting to the job's counters `metrics`.
     pub(crate) fn with_metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = metrics;
+        self.inner.metrics = metrics;
         self
     }
 }
@@ -112,62 +151,32 @@ impl SourceConfig {
 /// What a sink stage's function is given: its name, its section of the config (the connector's
 /// own options, read with [`SinkConfig::options`]), where the config came from, and the job's
 /// counters.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SinkConfig {
-    pub(super) stage: String,
-    pub(super) origin: String,
-    pub(super) section: Section,
-    pub(super) metrics: Metrics,
-    /// The config's `--set` overrides, so that an error about a key one of them set names it.
-    pub(super) overrides: Vec<String>,
+    pub(super) inner: StageSection,
     pub(crate) outputs: Outputs,
 }
 
+impl Default for SinkConfig {
+    /// An unnamed sink's empty entry.
+    fn default() -> Self {
+        SinkConfig {
+            inner: StageSection {
+                side: "sinks",
+                ..StageSection::default()
+            },
+            outputs: Outputs::default(),
+        }
+    }
+}
+
 impl SinkConfig {
-    /// The sink stage's name.
-    pub fn stage(&self) -> &str {
-        &self.stage
-    }
-
-    /// Where the config came from (its file, for error messages).
-    pub fn origin(&self) -> &str {
-        &self.origin
-    }
-
-    /// The raw `sinks.<stage>` section (null when the config has none).
-    pub fn section(&self) -> &Section {
-        &self.section
-    }
-
-    /// The job's counters.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    /// The connector's options: `sinks.<stage>` deserialized into `T`, with the errors of
-    /// [`SourceConfig::options`] (naming `sinks.<stage>.<key>` and the file).
-    pub fn options<T: DeserializeOwned>(&self) -> Result<T> {
-        section_options(
-            &self.section,
-            &format!("sinks.{}", self.stage),
-            &self.origin,
-            &self.overrides,
-        )
-    }
-
-    /// A config error about key `sinks.<stage>.<key>`.
-    pub fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
-        let key = format!("sinks.{}.{key}", self.stage);
-        Error::config(
-            blame(&key, &self.origin, &self.overrides),
-            format!("{key}: {message}"),
-        )
-    }
+    stage_section_accessors!("sinks");
 
     /// The same config, reporting to the job's counters `metrics` and registering collected
     /// output in `outputs`.
     pub(crate) fn with_job(mut self, metrics: Metrics, outputs: Outputs) -> Self {
-        self.metrics = metrics;
+        self.inner.metrics = metrics;
         self.outputs = outputs;
         self
     }

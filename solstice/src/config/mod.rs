@@ -309,15 +309,29 @@ impl Config {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
+    /// Stage `stage`'s entry in `entries`, the config's `side` (`sources` or `sinks`; null when
+    /// absent).
+    fn stage_section(
+        &self,
+        side: &'static str,
+        entries: &BTreeMap<String, Section>,
+        stage: &str,
+    ) -> connector::StageSection {
+        connector::StageSection {
+            side,
+            stage: stage.to_string(),
+            origin: self.origin.clone(),
+            section: entries.get(stage).cloned().unwrap_or_default(),
+            metrics: Metrics::default(),
+            overrides: self.overrides.clone(),
+        }
+    }
+
     /// What source stage `stage`'s function is given: its `sources.<stage>` section (null when
     /// absent) and this config's origin.
     pub fn source_config(&self, stage: &str) -> SourceConfig {
         SourceConfig {
-            stage: stage.to_string(),
-            origin: self.origin.clone(),
-            section: self.sources.get(stage).cloned().unwrap_or_default(),
-            metrics: Metrics::default(),
-            overrides: self.overrides.clone(),
+            inner: self.stage_section("sources", &self.sources, stage),
         }
     }
 
@@ -325,11 +339,7 @@ impl Config {
     /// absent) and this config's origin.
     pub fn sink_config(&self, stage: &str) -> SinkConfig {
         SinkConfig {
-            stage: stage.to_string(),
-            origin: self.origin.clone(),
-            section: self.sinks.get(stage).cloned().unwrap_or_default(),
-            metrics: Metrics::default(),
-            overrides: self.overrides.clone(),
+            inner: self.stage_section("sinks", &self.sinks, stage),
             outputs: Outputs::default(),
         }
     }
