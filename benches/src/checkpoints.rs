@@ -1,6 +1,6 @@
-//! The cost of exactly-once: W2 and W3 with a checkpoint every second (file:// backend) against
-//! no checkpoints, and the time from a restart to the first output with about 100 MB of keyed
-//! state.
+//! The cost of exactly-once: W2 and W3 with a checkpoint every second, and with one every
+//! `interval_records` (file:// backend), against no checkpoints, and the time from a restart to
+//! the first output with about 100 MB of keyed state.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,11 +22,23 @@ pub struct Measured {
     pub checkpoints: Vec<CheckpointStats>,
 }
 
-fn checkpointed(ctx: &RunCtx, dir: &Path) -> RunCtx {
+/// When checkpoints are taken.
+#[derive(Clone, Copy, Debug)]
+pub enum Every {
+    /// Every second (`interval_secs: 1`).
+    Second,
+    /// Every this many records read (`interval_records`).
+    Records(u64),
+}
+
+fn checkpointed(ctx: &RunCtx, dir: &Path, every: Every) -> RunCtx {
     let mut ctx = ctx.clone();
     ctx.overrides
         .push(format!("job.checkpoint.backend=file://{}", dir.display()));
-    ctx.overrides.push("job.checkpoint.interval_secs=1".into());
+    ctx.overrides.push(match every {
+        Every::Second => "job.checkpoint.interval_secs=1".into(),
+        Every::Records(n) => format!("job.checkpoint.interval_records={n}"),
+    });
     ctx
 }
 
@@ -37,9 +49,9 @@ fn measure(result: JobResult, started: Instant) -> Measured {
     }
 }
 
-/// W2 without checkpoints (`None`) or with one every second into `dir`.
-pub fn w2(ctx: &RunCtx, dir: Option<&Path>) -> Result<Measured> {
-    let ctx = dir.map_or_else(|| ctx.clone(), |d| checkpointed(ctx, d));
+/// W2 without checkpoints (`None`) or with checkpoints as `every` says into `dir`.
+pub fn w2(ctx: &RunCtx, dir: Option<&Path>, every: Every) -> Result<Measured> {
+    let ctx = dir.map_or_else(|| ctx.clone(), |d| checkpointed(ctx, d, every));
     let range = crate::data::range_path(&ctx.data, ctx.records);
     let out = ctx.fresh_out()?;
     let config = ctx.config(&[("numbers", &range)], &[("done", &out)])?;
@@ -48,9 +60,9 @@ pub fn w2(ctx: &RunCtx, dir: Option<&Path>) -> Result<Measured> {
     Ok(measure(result, started))
 }
 
-/// W3 without checkpoints (`None`) or with one every second into `dir`.
-pub fn w3(ctx: &RunCtx, dir: Option<&Path>) -> Result<Measured> {
-    let ctx = dir.map_or_else(|| ctx.clone(), |d| checkpointed(ctx, d));
+/// W3 without checkpoints (`None`) or with checkpoints as `every` says into `dir`.
+pub fn w3(ctx: &RunCtx, dir: Option<&Path>, every: Every) -> Result<Measured> {
+    let ctx = dir.map_or_else(|| ctx.clone(), |d| checkpointed(ctx, d, every));
     let input = crate::data::orders_path(&ctx.data, ctx.records);
     let out = ctx.fresh_out()?;
     let config = ctx.config(&[("orders", &input)], &[("sales", &out)])?;

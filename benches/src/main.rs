@@ -14,6 +14,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
+use solstice::job::CheckpointStats;
 use solstice_bench::runner::{measure, work_dir};
 use solstice_bench::{Engine, Report, RunCtx, Scale, Workload};
 
@@ -482,9 +483,23 @@ fn short(n: u64) -> String {
     }
 }
 
-/// The cost of checkpoints: throughput of W2 and W3 with a checkpoint every second against none
-/// (target: < 5% loss), checkpoint duration and size, and restart-to-first-output with ~100 MB
-/// of state (target: < 2 s). In this process, threads as given (the first of `--threads`).
+/// The mean records between regular checkpoints (the first and the final one left out: they
+/// count from the start, and to the end, of the input).
+fn regular_spacing(checkpoints: &[CheckpointStats]) -> f64 {
+    let regular: Vec<u64> = checkpoints
+        .iter()
+        .filter(|c| !c.alignment.is_zero())
+        .skip(1)
+        .map(|c| c.records)
+        .collect();
+    regular.iter().sum::<u64>() as f64 / regular.len().max(1) as f64
+}
+
+/// The cost of checkpoints: throughput of W2 and W3 with a checkpoint every second and with 40
+/// asked for by `interval_records`, against none (target: < 5% loss); checkpoints per second,
+/// duration (barrier alignment and writing), size, records between checkpoints against those
+/// asked for; and restart-to-first-output with ~100 MB of state (target: < 2 s). In this
+/// process, threads as given (the first of `--threads`).
 fn checkpoints(args: &SuiteArgs) -> Result<ExitCode, String> {
     use solstice_bench::checkpoints as ck;
     let rate_text = rate;
@@ -499,6 +514,7 @@ fn checkpoints(args: &SuiteArgs) -> Result<ExitCode, String> {
     );
     println!("| workload | checkpoints | records/s | loss | checkpoints taken | mean duration | mean size |");
     println!("|---|---|--:|--:|--:|--:|--:|");
+    let mut timings = Vec::new();
     for w in [Workload::W2, Workload::W3] {
         // Long enough runs for several 1 s checkpoints: 200M records of W2, 8M orders of W3.
         let longer = if w == Workload::W2 { 10 } else { 4 };
@@ -513,13 +529,13 @@ fn checkpoints(args: &SuiteArgs) -> Result<ExitCode, String> {
             work: work.path().join(w.name()),
             overrides: args.set.clone(),
         };
-        let run = |dir: Option<&Path>| -> Result<ck::Measured, String> {
+        let run = |dir: Option<&Path>, every: ck::Every| -> Result<ck::Measured, String> {
             let mut best: Option<ck::Measured> = None;
             for i in 0..args.repeat.max(1) {
                 let chk = dir.map(|d| d.join(format!("{i}")));
                 let m = match w {
-                    Workload::W2 => ck::w2(&ctx, chk.as_deref()),
-                    _ => ck::w3(&ctx, chk.as_deref()),
+                    Workload::W2 => ck::w2(&ctx, chk.as_deref(), every),
+                    _ => ck::w3(&ctx, chk.as_deref(), every),
                 }
                 .map_err(|e| format!("{}: {e}", w.name()))?;
                 if best.as_ref().is_none_or(|b| m.elapsed < b.elapsed) {
@@ -528,31 +544,56 @@ fn checkpoints(args: &SuiteArgs) -> Result<ExitCode, String> {
             }
             best.ok_or_else(|| "no run".to_string())
         };
-        let plain = run(None)?;
-        let with = run(Some(&work.path().join(format!("chk-{}", w.name()))))?;
+        let plain = run(None, ck::Every::Second)?;
         let speed = |m: &ck::Measured| records as f64 / m.elapsed.as_secs_f64();
-        let loss = 1.0 - speed(&with) / speed(&plain);
-        let regular: Vec<_> = with.checkpoints.iter().collect();
-        let n = regular.len().max(1) as f64;
-        let mean_ms = regular
-            .iter()
-            .map(|c| c.duration.as_secs_f64() * 1e3)
-            .sum::<f64>()
-            / n;
-        let mean_kb = regular.iter().map(|c| c.bytes as f64 / 1024.0).sum::<f64>() / n;
         println!(
             "| {} | none | {} | | | | |",
             w.title(),
             rate_text(speed(&plain))
         );
-        println!(
-            "| {} | every 1 s | {} | {:.1}% {} | {} | {mean_ms:.0} ms | {mean_kb:.0} KiB |",
-            w.title(),
-            rate_text(speed(&with)),
-            loss * 100.0,
-            if loss < 0.05 { "PASS" } else { "MISS" },
-            regular.len()
-        );
+        // A checkpoint every second, then 40 asked for over the run by `interval_records`.
+        let asked = records / 40;
+        for every in [ck::Every::Second, ck::Every::Records(asked)] {
+            let dir = work.path().join(format!("chk-{}-{every:?}", w.name()));
+            let with = run(Some(&dir), every)?;
+            let loss = 1.0 - speed(&with) / speed(&plain);
+            let c = &with.checkpoints;
+            let n = c.len().max(1) as f64;
+            let mean = |f: &dyn Fn(&CheckpointStats) -> f64| c.iter().map(f).sum::<f64>() / n;
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            let duration = mean(&|c| ms(c.duration));
+            let alignment = mean(&|c| ms(c.alignment));
+            let kib = mean(&|c| c.bytes as f64 / 1024.0);
+            let label = match every {
+                ck::Every::Second => "every 1 s".to_string(),
+                ck::Every::Records(n) => format!("every {n} records"),
+            };
+            println!(
+                "| {} | {label} | {} | {:.1}% {} | {} | {duration:.0} ms | {kib:.0} KiB |",
+                w.title(),
+                rate_text(speed(&with)),
+                loss * 100.0,
+                if loss < 0.05 { "PASS" } else { "MISS" },
+                c.len()
+            );
+            timings.push(format!(
+                "{} {label}: {:.1} checkpoints/s sustained; per checkpoint {duration:.1} ms, of \
+                 which {alignment:.1} ms barrier alignment and {:.1} ms writing {kib:.0} KiB; \
+                 {:.0} records between checkpoints (mean of the regular ones){}",
+                w.title(),
+                c.len() as f64 / with.elapsed.as_secs_f64(),
+                duration - alignment,
+                regular_spacing(c),
+                match every {
+                    ck::Every::Records(n) => format!(", {n} asked"),
+                    ck::Every::Second => String::new(),
+                }
+            ));
+        }
+    }
+    println!();
+    for t in &timings {
+        println!("{t}");
     }
     let keys = match args.scale {
         Scale::Tiny => 3_500,

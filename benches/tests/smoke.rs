@@ -92,13 +92,20 @@ fn checkpoint_measurements_run_at_tiny_size() {
             work: work_dir(dir.path(), w, Engine::Solstice, 2),
             overrides: Vec::new(),
         };
-        let chk = dir.path().join(format!("chk-{}", w.name()));
-        let m = match w {
-            Workload::W2 => ck::w2(&ctx, Some(&chk)),
-            _ => ck::w3(&ctx, Some(&chk)),
+        for (i, every) in [ck::Every::Second, ck::Every::Records(records / 4)]
+            .into_iter()
+            .enumerate()
+        {
+            let chk = dir.path().join(format!("chk-{}-{i}", w.name()));
+            let m = match w {
+                Workload::W2 => ck::w2(&ctx, Some(&chk), every),
+                _ => ck::w3(&ctx, Some(&chk), every),
+            }
+            .expect("checkpointed run");
+            assert!(!m.checkpoints.is_empty(), "at least the final checkpoint");
+            let read: u64 = m.checkpoints.iter().map(|c| c.records).sum();
+            assert_eq!(read, records, "{every:?}: the checkpoints account for every record");
         }
-        .expect("checkpointed run");
-        assert!(!m.checkpoints.is_empty(), "at least the final checkpoint");
     }
     // The restart measurement needs a job that outlives its first checkpoint: it runs at
     // full size in `solstice-bench checkpoints` only.

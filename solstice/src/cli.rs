@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <workflow> --config FILE [--job-id ID] [--set KEY=VALUE]... [--explain]
-//!            [--restore latest|ID] [--list-checkpoints]
+//!            [--restore latest|ID | --fresh] [--list-checkpoints]
 //! <workflow> --version
 //! solstice --version
 //! solstice list
@@ -35,8 +35,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub explain: bool,
     /// Restores the state from a checkpoint: `latest` or a checkpoint id (`12`, `chk-00000012`).
-    #[arg(long, value_name = "latest|ID")]
+    #[arg(long, value_name = "latest|ID", conflicts_with = "fresh")]
     pub restore: Option<String>,
+    /// Starts over: discards the job's checkpoints and the output its sinks published before.
+    #[arg(long)]
+    pub fresh: bool,
     /// Lists the complete checkpoints of the job and exits.
     #[arg(long)]
     pub list_checkpoints: bool,
@@ -166,6 +169,9 @@ pub fn run_with(
     }
     if let Some(restore) = &args.restore {
         job.restore_from(restore.parse()?);
+    }
+    if args.fresh {
+        job.fresh();
     }
     let id = job.id().to_string();
     let result = job.run()?;

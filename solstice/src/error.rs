@@ -201,6 +201,37 @@ pub enum Error {
         reasons: String,
     },
 
+    /// A run without `--restore` (or `--fresh`) of a job that has complete checkpoints: it
+    /// would publish its output a second time next to what the checkpoints published.
+    #[error(
+        "job `{job}` has complete checkpoints in {url} (newest: {latest}{}); to resume from \
+         it run with `--restore latest`, to start over with `--fresh` (discards the job's \
+         checkpoints and the output its sinks published)",
+        if *finished { ", taken at the end of the input: the job ran to completion" } else { "" }
+    )]
+    CheckpointsExist {
+        /// The job id.
+        job: String,
+        /// The checkpoint backend's URL.
+        url: String,
+        /// The newest complete checkpoint, as `chk-00000012`.
+        latest: String,
+        /// Whether that checkpoint was taken at the end of the input.
+        finished: bool,
+    },
+
+    /// A sink's output already holds data that the run starting does not account for (an
+    /// earlier run's, another job's), and its mode says to refuse (`sinks.<stage>.mode`).
+    #[error("{key}: {message} (config {origin})")]
+    OutputExists {
+        /// The config key of the output, `sinks.<stage>.path`.
+        key: String,
+        /// The config file, or the `--set` that set the key.
+        origin: String,
+        /// What is there, whose it is, and the ways on.
+        message: String,
+    },
+
     /// A checkpoint asked for was not taken: the job takes no checkpoints, the checkpoint failed
     /// (an upload or commit error; the job goes on), or the job ended before it was taken.
     #[error("checkpoint{} not taken: {reason}", checkpoint_name(*id))]

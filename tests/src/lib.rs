@@ -49,9 +49,12 @@ pub fn read_parts<T: DeserializeOwned>(dir: &Path) -> Vec<T> {
     out
 }
 
+/// The marker a file sink keeps in its directory (naming the job that wrote it).
+pub const SINK_MARKER: &str = ".solstice-sink.json";
+
 /// Every record a sink directory publishes (its visible JSON-lines files), sorted, and the names
-/// of the hidden files left in it (staged or in-progress output). A missing directory publishes
-/// nothing.
+/// of the hidden files left in it (staged or in-progress output; not the sink's marker). A
+/// missing directory publishes nothing.
 pub fn published<T: DeserializeOwned + Ord>(dir: &Path) -> (Vec<T>, Vec<String>) {
     let mut records = Vec::new();
     let mut hidden = Vec::new();
@@ -65,6 +68,9 @@ pub fn published<T: DeserializeOwned + Ord>(dir: &Path) -> (Vec<T>, Vec<String>)
             .expect("file name")
             .to_string_lossy()
             .into_owned();
+        if name == SINK_MARKER {
+            continue;
+        }
         if name.starts_with('.') {
             hidden.push(name);
             continue;

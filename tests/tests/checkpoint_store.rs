@@ -47,7 +47,7 @@ fn checkpoint(store: &CheckpointStore, n: u64) -> Manifest {
         .map(|kg| {
             let bytes = codec::encode(&kg_state(n, kg)).unwrap();
             store
-                .start_write_part(JOB, id, "totals", &key_group_part(kg), bytes)
+                .start_write_part(JOB, id, "totals", &key_group_part(kg, kg), bytes)
                 .unwrap()
         })
         .collect();
@@ -68,7 +68,13 @@ fn incomplete(store: &CheckpointStore, n: u64) {
     for kg in 0..KEY_GROUPS {
         let bytes = codec::encode(&kg_state(n, kg)).unwrap();
         store
-            .write_part(JOB, CheckpointId(n), "totals", &key_group_part(kg), bytes)
+            .write_part(
+                JOB,
+                CheckpointId(n),
+                "totals",
+                &key_group_part(kg, kg),
+                bytes,
+            )
             .unwrap();
     }
 }
@@ -110,7 +116,8 @@ fn write_commit_list_restore(store: &CheckpointStore) {
     assert_eq!(open.manifest().stages["totals"].parallelism, 2);
     assert_eq!(open.manifest().stages["totals"].parts.len(), KEY_GROUPS);
     for kg in 0..KEY_GROUPS {
-        let state: BTreeMap<String, u64> = open.decode_part("totals", &key_group_part(kg)).unwrap();
+        let state: BTreeMap<String, u64> =
+            open.decode_part("totals", &key_group_part(kg, kg)).unwrap();
         assert_eq!(state, kg_state(2, kg));
     }
     assert_eq!(
@@ -118,7 +125,7 @@ fn write_commit_list_restore(store: &CheckpointStore) {
         14
     );
     // A part the manifest does not list.
-    let err = open.read_part("totals", "kg-00099").unwrap_err();
+    let err = open.read_part("totals", "kg-00099-00099").unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
     // Unchecked read of an older checkpoint's part.
     let bytes = store
@@ -137,7 +144,7 @@ fn write_commit_list_restore_on_disk() {
     let (_tmp, root, store) = file_store();
     write_commit_list_restore(&store);
     assert!(manifest_file(&root, 2).is_file());
-    assert!(part_file(&root, 2, "totals", "kg-00003").is_file());
+    assert!(part_file(&root, 2, "totals", "kg-00003-00003").is_file());
     // A second store over the same directory (a restarted process) sees the same checkpoints.
     let url = format!("file://{}", root.display());
     let again = CheckpointStore::from_url(&url, &BTreeMap::new()).unwrap();
@@ -184,14 +191,23 @@ fn commit_refuses_a_manifest_listing_unwritten_parts() {
     let id = CheckpointId(1);
     let mut manifest = Manifest::new(JOB, id, KEY_GROUPS);
     let part = store
-        .write_part(JOB, id, "totals", "kg-00000", codec::encode(&1u8).unwrap())
+        .write_part(
+            JOB,
+            id,
+            "totals",
+            "kg-00000-00000",
+            codec::encode(&1u8).unwrap(),
+        )
         .unwrap();
     let mut missing = part.clone();
-    missing.name = "kg-00001".into();
+    missing.name = "kg-00001-00001".into();
     manifest.add_part("totals", 1, part);
     manifest.add_part("totals", 1, missing);
     let err = store.commit(JOB, &manifest).unwrap_err();
-    assert!(err.to_string().contains("kg-00001 is missing"), "{err}");
+    assert!(
+        err.to_string().contains("kg-00001-00001 is missing"),
+        "{err}"
+    );
     assert_eq!(store.list(JOB).unwrap(), vec![]);
 
     let err = store.commit("another_job", &manifest).unwrap_err();
@@ -217,7 +233,7 @@ fn prune_keeps_the_newest_and_removes_older_and_stale_incomplete_ones() {
         .collect();
     dirs.sort();
     assert_eq!(dirs, ["chk-00000004", "chk-00000005", "chk-00000006"]);
-    assert!(part_file(&root, 6, "totals", "kg-00000").is_file());
+    assert!(part_file(&root, 6, "totals", "kg-00000-00000").is_file());
 
     // Nothing more to do; and retain 0 still keeps the newest complete checkpoint.
     assert_eq!(store.prune(JOB, 2).unwrap(), vec![]);
@@ -235,7 +251,11 @@ fn prune_removes_what_a_killed_writer_left_in_a_stale_folder() {
     // unfinished write, or only the directories made for it: listing the store shows neither.
     let stale = root.join(JOB).join("chk-00000002");
     std::fs::create_dir_all(stale.join("totals")).unwrap();
-    std::fs::write(stale.join("totals").join("kg-00000#1"), b"half a part").unwrap();
+    std::fs::write(
+        stale.join("totals").join("kg-00000-00000#1"),
+        b"half a part",
+    )
+    .unwrap();
     let empty = root.join(JOB).join("chk-00000003");
     std::fs::create_dir_all(empty.join("events")).unwrap();
     checkpoint(&store, 4);
@@ -304,7 +324,7 @@ fn assert_falls_back(store: &CheckpointStore, spoiled: &Path, why: &str) {
     );
     let state: BTreeMap<String, u64> = restored
         .checkpoint
-        .decode_part("totals", &key_group_part(0))
+        .decode_part("totals", &key_group_part(0, 0))
         .unwrap();
     assert_eq!(state, kg_state(1, 0));
 }
@@ -319,7 +339,7 @@ fn two_checkpoints() -> (TempDir, PathBuf, CheckpointStore) {
 #[test]
 fn a_flipped_byte_in_a_part_falls_back_to_the_previous_checkpoint() {
     let (_tmp, root, store) = two_checkpoints();
-    let part = part_file(&root, 2, "totals", "kg-00002");
+    let part = part_file(&root, 2, "totals", "kg-00002-00002");
     flip(&part, 1); // in the payload: the header is fine, the checksum is not
     assert_falls_back(&store, &part, "checksum mismatch");
     let err = store.open(JOB, CheckpointId(2)).unwrap_err();
@@ -360,7 +380,7 @@ fn a_truncated_manifest_falls_back_to_the_previous_checkpoint() {
 #[test]
 fn a_missing_part_falls_back_to_the_previous_checkpoint() {
     let (_tmp, root, store) = two_checkpoints();
-    let part = part_file(&root, 2, "totals", "kg-00001");
+    let part = part_file(&root, 2, "totals", "kg-00001-00001");
     std::fs::remove_file(&part).unwrap();
     assert_falls_back(&store, &part, "missing");
 }
@@ -369,7 +389,7 @@ fn a_missing_part_falls_back_to_the_previous_checkpoint() {
 fn a_foreign_file_is_not_a_checkpoint_file() {
     let (_tmp, root, store) = two_checkpoints();
     // Same size as the part it replaces, so only its content gives it away.
-    let part = part_file(&root, 2, "totals", "kg-00000");
+    let part = part_file(&root, 2, "totals", "kg-00000-00000");
     let len = std::fs::metadata(&part).unwrap().len() as usize;
     let foreign: Vec<u8> = b"PAR1 not a state file at all "
         .iter()
@@ -380,7 +400,7 @@ fn a_foreign_file_is_not_a_checkpoint_file() {
     std::fs::write(&part, &foreign).unwrap();
     assert_falls_back(&store, &part, "bad magic");
     let err = store
-        .read_part(JOB, CheckpointId(2), "totals", "kg-00000")
+        .read_part(JOB, CheckpointId(2), "totals", "kg-00000-00000")
         .unwrap_err();
     assert!(err.to_string().contains("bad magic"), "{err}");
 
@@ -394,23 +414,23 @@ fn a_foreign_file_is_not_a_checkpoint_file() {
 fn header_verification_defers_payload_checks_to_reads() {
     let (_tmp, root, store) = two_checkpoints();
     let store = store.with_verification(Verification::Headers);
-    let part = part_file(&root, 2, "totals", "kg-00003");
+    let part = part_file(&root, 2, "totals", "kg-00003-00003");
     flip(&part, 2);
     let open = store
         .open(JOB, CheckpointId(2))
         .expect("headers are intact");
-    let err = open.read_part("totals", "kg-00003").unwrap_err();
+    let err = open.read_part("totals", "kg-00003-00003").unwrap_err();
     assert!(matches!(err, Error::CorruptCheckpoint { .. }), "{err}");
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
-    assert!(err.to_string().contains("kg-00003"), "{err}");
+    assert!(err.to_string().contains("kg-00003-00003"), "{err}");
     // The intact parts still read.
-    let _: BTreeMap<String, u64> = open.decode_part("totals", "kg-00002").unwrap();
+    let _: BTreeMap<String, u64> = open.decode_part("totals", "kg-00002-00002").unwrap();
 }
 
 #[test]
 fn when_every_checkpoint_is_corrupt_restoring_is_an_error() {
     let (_tmp, root, store) = two_checkpoints();
-    flip(&part_file(&root, 1, "totals", "kg-00000"), 1);
+    flip(&part_file(&root, 1, "totals", "kg-00000-00000"), 1);
     flip(&manifest_file(&root, 2), 1);
     let err = store.open_latest_valid(JOB).unwrap_err();
     let message = err.to_string();
@@ -517,7 +537,7 @@ fn parts_written_from_many_threads_and_polled_to_completion() {
                 scope.spawn(move || {
                     let bytes = codec::encode(&kg_state(1, kg)).unwrap();
                     store
-                        .write_part(JOB, id, "totals", &key_group_part(kg), bytes)
+                        .write_part(JOB, id, "totals", &key_group_part(kg, kg), bytes)
                         .unwrap()
                 })
             })

@@ -200,7 +200,7 @@ fn file_connector_option_errors_name_key_and_file() {
     );
     let e = with("", ", on_error: skip");
     assert!(
-        e.contains("at `sinks.out.on_error`: unknown field `on_error`, expected one of `path`, `format`, `csv`, `parquet`"),
+        e.contains("at `sinks.out.on_error`: unknown field `on_error`, expected one of `path`, `format`, `csv`, `parquet`, `mode`"),
         "{e}"
     );
     let e = with("", ", parquet: { compression: lz4 }");

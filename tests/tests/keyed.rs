@@ -115,7 +115,7 @@ fn same_totals_at_every_parallelism_and_thread_count() {
     }
 
     let yaml = format!(
-        "job: {{ batch_size: 100, channel_capacity: 4 }}\nsources: {{ events: {{ path: {} }} }}\nsinks: {{ out: {{ path: {} }} }}\n",
+        "job: {{ batch_size: 100, channel_capacity: 4 }}\nsources: {{ events: {{ path: {} }} }}\nsinks: {{ out: {{ path: {}, mode: overwrite }} }}\n",
         dir.path().join("events.jsonl").display(),
         dir.path().join("out").display()
     );
@@ -159,7 +159,7 @@ fn owned_key_by_and_keyed_stateful_give_the_same_totals() {
         t.1 += 1;
     }
     let yaml = format!(
-        "sources: {{ events: {{ path: {} }} }}\nsinks: {{ out: {{ path: {} }} }}\n",
+        "sources: {{ events: {{ path: {} }} }}\nsinks: {{ out: {{ path: {}, mode: overwrite }} }}\n",
         dir.path().join("events.jsonl").display(),
         dir.path().join("out").display()
     );

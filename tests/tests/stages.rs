@@ -123,8 +123,9 @@ fn every_stateless_kind_matches_a_sequential_reference() {
             .flat_map(|x| [x, x + 1])
             .collect(),
     );
+    // Each run replaces the output of the one before.
     let yaml = format!(
-        "sources: {{ numbers: {{ path: {} }} }}\nsinks: {{ out: {{ path: {} }} }}\n",
+        "sources: {{ numbers: {{ path: {} }} }}\nsinks: {{ out: {{ path: {}, mode: overwrite }} }}\n",
         dir.path().join("in.jsonl").display(),
         dir.path().join("out").display()
     );
@@ -153,7 +154,7 @@ fn fan_out_and_union() {
     let input: Vec<u64> = (0..5_000).collect();
     write_jsonl(&dir.path().join("in.jsonl"), &input);
     let yaml = format!(
-        "sources: {{ numbers: {{ path: {} }} }}\nsinks: {{ out: {{ path: {} }}, copy: {{ path: {} }} }}\n",
+        "sources: {{ numbers: {{ path: {} }} }}\nsinks: {{ out: {{ path: {}, mode: overwrite }}, copy: {{ path: {}, mode: overwrite }} }}\n",
         dir.path().join("in.jsonl").display(),
         dir.path().join("out").display(),
         dir.path().join("copy").display(),

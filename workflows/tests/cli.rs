@@ -101,8 +101,16 @@ fn launcher_lists_and_runs_workflows() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("job `wc1` finished"));
     // One final count per word, each written once (the parts split the words between them).
     let mut got = Vec::new();
-    for part in std::fs::read_dir(tmp.path().join("counts")).unwrap() {
-        got.extend(lines(&part.unwrap().path()));
+    for entry in std::fs::read_dir(tmp.path().join("counts")).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("part-")
+        {
+            got.extend(lines(&path));
+        }
     }
     got.sort();
     let expected = lines(&root().join("workflows/data/wordcount.expected.jsonl"));
@@ -256,4 +264,121 @@ fn version_prints_the_version_and_the_build_fingerprint() {
             );
         }
     }
+}
+
+#[test]
+fn a_rerun_is_refused_and_fresh_starts_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let sets = [
+        format!("sinks.out.path={}", out.display()),
+        format!(
+            "job.checkpoint.backend=file://{}",
+            tmp.path().join("chk").display()
+        ),
+        "job.checkpoint.interval_records=3".to_string(),
+    ];
+    let mut args: Vec<&str> = vec!["--config", "configs/simple_etl.yaml"];
+    for s in &sets {
+        args.extend(["--set", s]);
+    }
+    let published = || -> Vec<String> {
+        let mut got = Vec::new();
+        for entry in std::fs::read_dir(&out).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+            {
+                got.extend(lines(&path));
+            }
+        }
+        got.sort();
+        got
+    };
+    let mut expected = lines(&root().join("workflows/data/simple_etl.expected.jsonl"));
+    expected.sort();
+
+    let o = run(env!("CARGO_BIN_EXE_simple_etl"), &args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(published(), expected);
+
+    let o = run(env!("CARGO_BIN_EXE_simple_etl"), &args);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("job `simple_etl` has complete checkpoints")
+            && err.contains("--restore latest")
+            && err.contains("--fresh"),
+        "{err}"
+    );
+    assert_eq!(published(), expected, "the refused run published nothing");
+
+    let mut fresh = args.clone();
+    fresh.push("--fresh");
+    let o = run(env!("CARGO_BIN_EXE_simple_etl"), &fresh);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(published(), expected, "one copy of the output");
+
+    fresh.extend(["--restore", "latest"]);
+    let o = run(env!("CARGO_BIN_EXE_simple_etl"), &fresh);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot be used with"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_file() {
+    // From another working directory, the shipped config still finds its input.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = root().join("configs/simple_etl.yaml");
+    let out = format!("sinks.out.path={}", tmp.path().join("out").display());
+    let o = Command::new(env!("CARGO_BIN_EXE_simple_etl"))
+        .args(["--config", config.to_str().unwrap(), "--set", &out])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(tmp.path().join("out/part-00000.jsonl").is_file());
+
+    // A missing relative path says what it was relative to: the file's directory, or, given
+    // by --set, the working directory.
+    let copy = tmp.path().join("copy.yaml");
+    std::fs::copy(&config, &copy).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_simple_etl"))
+        .args(["--config", copy.to_str().unwrap(), "--explain"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let dir = std::fs::canonicalize(tmp.path()).unwrap();
+    assert!(
+        err.contains("sources.orders.path")
+            && err.contains("(relative to the config file's directory, ")
+            && (err.contains(&*tmp.path().to_string_lossy())
+                || err.contains(&*dir.to_string_lossy())),
+        "{err}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_simple_etl"))
+        .args([
+            "--config",
+            copy.to_str().unwrap(),
+            "--set",
+            "sources.orders.path=nowhere.jsonl",
+            "--explain",
+        ])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("nowhere.jsonl") && err.contains("(relative to the working directory, "),
+        "{err}"
+    );
 }

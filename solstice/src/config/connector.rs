@@ -3,7 +3,9 @@
 
 use serde::de::DeserializeOwned;
 
-use super::blame;
+use std::path::{Path, PathBuf};
+
+use super::{blame, relative_note, resolve_path};
 use crate::connectors::collect::Outputs;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -58,6 +60,8 @@ pub(super) struct StageSection {
     pub(super) metrics: Metrics,
     /// The config's `--set` overrides, so that an error about a key one of them set names it.
     pub(super) overrides: Vec<String>,
+    /// What relative paths in the config file resolve against ([`super::Config::base_dir`]).
+    pub(super) base_dir: Option<PathBuf>,
 }
 
 impl StageSection {
@@ -76,6 +80,19 @@ impl StageSection {
             blame(&key, &self.origin, &self.overrides),
             format!("{key}: {message}"),
         )
+    }
+
+    fn origin_of(&self, key: &str) -> String {
+        let key = format!("{}.{}.{key}", self.side, self.stage);
+        blame(&key, &self.origin, &self.overrides)
+    }
+
+    fn resolve_path(&self, key: &str, path: &Path) -> PathBuf {
+        resolve_path(self.base_dir.as_deref(), &self.origin_of(key), path)
+    }
+
+    fn relative_note(&self, key: &str, path: &Path) -> String {
+        relative_note(self.base_dir.as_deref(), &self.origin_of(key), path)
     }
 }
 
@@ -114,6 +131,27 @@ macro_rules! stage_section_accessors {
         #[doc = concat!("A config error about key `", $side, ".<stage>.<key>`.")]
         pub fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
             self.inner.error(key, message)
+        }
+
+        #[doc = concat!("Where key `", $side, ".<stage>.<key>` was set: the `--set` that")]
+        /// wrote it, else the config's origin.
+        pub fn origin_of(&self, key: &str) -> String {
+            self.inner.origin_of(key)
+        }
+
+        #[doc = concat!("The path the job uses for `path`, the value of key `", $side, ".<stage>.<key>`:")]
+        /// relative paths written in the config file resolve against the file's directory,
+        /// those of a `--set` (or of a config not read from a file) against the working
+        /// directory.
+        pub fn resolve_path(&self, key: &str, path: &Path) -> PathBuf {
+            self.inner.resolve_path(key, path)
+        }
+
+        /// For an error about `path` as the config gives it: what a relative path was resolved
+        /// against, e.g. ` (relative to the config file's directory, /srv/jobs)`; empty for an
+        /// absolute one.
+        pub fn relative_note(&self, key: &str, path: &Path) -> String {
+            self.inner.relative_note(key, path)
         }
     };
 }

@@ -32,7 +32,7 @@ mod builder;
 mod connector;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +72,12 @@ pub struct Config {
     /// one of them set names that `--set` instead of the file.
     #[serde(skip)]
     pub overrides: Vec<String>,
+    /// The directory that relative paths written in the config file resolve against: the
+    /// file's own (absolute). `None` for a config not read from a file (parsed from text, built
+    /// in code): its relative paths, like those of `--set`, resolve against the working
+    /// directory. See [`Config::resolve_path`].
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
 }
 
 /// `job:` settings.
@@ -185,7 +191,32 @@ impl Config {
     pub fn load(path: &Path, overrides: &[String]) -> Result<Config> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Config::parse(&text, &origin, overrides)
+        let mut config = Config::parse(&text, &origin, overrides)?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        config.base_dir = Some(std::path::absolute(dir).map_err(|e| Error::io(dir, e))?);
+        Ok(config)
+    }
+
+    /// The URL of the checkpoint backend, when `job.checkpoint` is set: its `backend` (a plain
+    /// relative path there resolves like every path, see [`Config::resolve_path`]), by default
+    /// `file://<working directory>/checkpoints`.
+    pub fn checkpoint_url(&self) -> Option<String> {
+        let c = self.job.checkpoint.as_ref()?;
+        Some(match &c.backend {
+            Some(b) if !b.contains("://") => self
+                .resolve_path("job.checkpoint.backend", Path::new(b))
+                .display()
+                .to_string(),
+            _ => c.backend_url(),
+        })
+    }
+
+    /// The path the job uses for `path`, the value of dotted key `key`: a relative path written
+    /// in the config file resolves against the file's directory ([`Config::base_dir`]); one
+    /// given by `--set`, or in a config not read from a file, against the working directory
+    /// (it is returned as it is).
+    pub fn resolve_path(&self, key: &str, path: &Path) -> PathBuf {
+        resolve_path(self.base_dir.as_deref(), &self.origin_of(key), path)
     }
 
     /// Parses YAML text; `origin` names it in errors.
@@ -324,6 +355,7 @@ impl Config {
             section: entries.get(stage).cloned().unwrap_or_default(),
             metrics: Metrics::default(),
             overrides: self.overrides.clone(),
+            base_dir: self.base_dir.clone(),
         }
     }
 
@@ -376,6 +408,38 @@ fn insert_at(
 
 /// `--set KEY=VALUE` for the last of `overrides` that wrote `key`, a key above it or one below
 /// it; else `origin`.
+/// `path` resolved against `base` unless it is absolute, `base` is `None`, or `from` (where the
+/// key was set) is a `--set`.
+fn resolve_path(base: Option<&Path>, from: &str, path: &Path) -> PathBuf {
+    match base {
+        Some(base) if path.is_relative() && !from.starts_with("--set ") => base.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// For an error about `path` as given (before [`resolve_path`]): what a relative one was taken
+/// relative to, as ` (relative to the config file's directory, /abs/dir)`; nothing for an
+/// absolute path.
+pub(crate) fn relative_note(base: Option<&Path>, from: &str, path: &Path) -> String {
+    if !path.is_relative() {
+        return String::new();
+    }
+    match base {
+        Some(base) if !from.starts_with("--set ") => {
+            format!(
+                " (relative to the config file's directory, {})",
+                base.display()
+            )
+        }
+        _ => {
+            let cwd = std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| "?".into());
+            format!(" (relative to the working directory, {cwd})")
+        }
+    }
+}
+
 fn blame(key: &str, origin: &str, overrides: &[String]) -> String {
     let covers = |set: &str| {
         set == key

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::config::SinkConfig;
-use crate::core::connector::{Sink, SinkWriter};
+use crate::core::connector::{RunStart, Sink, SinkWriter};
 use crate::core::Data;
 use crate::error::{Error, Result};
 
@@ -151,10 +151,31 @@ impl<T: Data> Sink for CollectSink<T> {
         Ok(())
     }
 
-    fn discard_uncommitted(&self, keep: &[String]) -> Result<()> {
-        self.lock()
-            .staged
-            .retain(|transaction, _| keep.contains(transaction));
+    /// A new run drops what was staged (and, starting over, what was published); a restored
+    /// one drops what was staged outside the restored checkpoint and what was published after
+    /// it. Records taken already are the caller's.
+    fn begin(&self, start: &RunStart<'_>) -> Result<()> {
+        let mut collected = self.lock();
+        match *start {
+            RunStart::New { fresh, .. } => {
+                collected.staged.clear();
+                if fresh {
+                    collected.published.clear();
+                }
+            }
+            RunStart::Restore {
+                checkpoint,
+                published,
+                ..
+            } => {
+                collected
+                    .staged
+                    .retain(|transaction, _| published.contains(transaction));
+                collected
+                    .published
+                    .retain(|&(_, published_at), _| published_at <= checkpoint);
+            }
+        }
         Ok(())
     }
 }
@@ -287,7 +308,12 @@ mod tests {
         sink.commit(&t1).unwrap();
         assert_eq!(sink.take(), vec![1, 2]);
         // A restore to checkpoint 1 drops what checkpoint 2 staged.
-        sink.discard_uncommitted(std::slice::from_ref(&t1)).unwrap();
+        sink.begin(&RunStart::Restore {
+            job: "j",
+            checkpoint: 1,
+            published: std::slice::from_ref(&t1),
+        })
+        .unwrap();
         sink.commit(&t2).unwrap();
         assert!(sink.take().is_empty());
     }

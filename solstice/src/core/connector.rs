@@ -79,12 +79,69 @@ pub trait Sink: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Before a restored run: discards output staged by any transaction not in `keep` (the
-    /// transactions of the checkpoint restored, published already), so that nothing an aborted
-    /// attempt wrote after that checkpoint survives. The default does nothing.
-    fn discard_uncommitted(&self, _keep: &[String]) -> Result<()> {
+    /// Before a run begins, for every sink, before any of them is [begun](Sink::begin): refuses
+    /// a start that would mix the run's output with output already there that `start` does not
+    /// account for (an earlier run's, another job's), naming what it found and the ways on.
+    /// Changes nothing. The default accepts every start (sinks that keep no output between
+    /// runs).
+    fn check_start(&self, _start: &RunStart<'_>) -> Result<()> {
         Ok(())
     }
+
+    /// Before a run begins, after every sink accepted it in [`Sink::check_start`]: makes the
+    /// output what `start` says it is. For [`RunStart::New`], the output of the job discarded
+    /// with `fresh` and whatever the sink's mode says goes; for [`RunStart::Restore`], output
+    /// staged by any transaction not among the published ones (committed again just before),
+    /// and output published after the restored checkpoint, so that nothing an aborted attempt
+    /// wrote after it survives. The default does nothing.
+    fn begin(&self, _start: &RunStart<'_>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// How a run of a job begins, as its sinks see it ([`Sink::check_start`], [`Sink::begin`]).
+#[derive(Clone, Copy, Debug)]
+pub enum RunStart<'a> {
+    /// From the beginning of the input, nothing restored.
+    New {
+        /// The job id.
+        job: &'a str,
+        /// Starting over (`--fresh`): the output this job published before is discarded.
+        fresh: bool,
+    },
+    /// After checkpoint `checkpoint` of the job (0: a restart before any checkpoint completed).
+    Restore {
+        /// The job id.
+        job: &'a str,
+        /// The checkpoint restored.
+        checkpoint: u64,
+        /// This sink's transactions in that checkpoint, all published when `begin` is called.
+        published: &'a [String],
+    },
+}
+
+impl RunStart<'_> {
+    /// The job id.
+    pub fn job(&self) -> &str {
+        match self {
+            RunStart::New { job, .. } | RunStart::Restore { job, .. } => job,
+        }
+    }
+}
+
+/// What a sink does with output it finds when a new run starts (`sinks.<stage>.mode`), after
+/// Spark's save modes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkMode {
+    /// Refuse to start while the output holds anything this run does not account for
+    /// (Spark's `errorifexists`; the default).
+    #[default]
+    Error,
+    /// Remove what is there and write the new output in its place.
+    Overwrite,
+    /// Keep what is there and add the new output next to it, under names that cannot collide.
+    Append,
 }
 
 /// Writes the records of one sink subtask.
@@ -108,7 +165,7 @@ pub trait Sink: Send + Sync + 'static {
 /// transaction once its checkpoint is complete.
 ///
 /// When a run fails, its writers are dropped without `finish`; on restart, new writers are
-/// opened and [`Sink::discard_uncommitted`] drops what the failed run staged after the
+/// opened and [`Sink::begin`] drops what the failed run staged or published after the
 /// checkpoint restored.
 pub trait SinkWriter<T>: Send + 'static {
     /// Writes all records of `batch`, draining it.

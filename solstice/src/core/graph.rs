@@ -4,6 +4,7 @@
 //! The erasure costs one downcast per task at wiring time and one virtual call per batch between
 //! chained operators; records themselves are processed in monomorphized loops.
 
+use crate::core::connector::RunStart;
 use crate::core::parallelism::Parallelism;
 use crate::core::task::{Task, TaskId};
 use crate::core::{AnyBox, StageKind};
@@ -52,7 +53,8 @@ pub(crate) trait ErasedOp: Send {
 pub(crate) trait ErasedSink: Send + Sync {
     fn open(&self, ctx: &SubtaskCtx) -> Result<AnyBox>;
     fn commit(&self, transaction: &str) -> Result<()>;
-    fn discard_uncommitted(&self, keep: &[String]) -> Result<()>;
+    fn check_start(&self, start: &RunStart<'_>) -> Result<()>;
+    fn begin(&self, start: &RunStart<'_>) -> Result<()>;
 }
 
 /// Typed by a stage's input type: makes its input channels and the task that reads them.

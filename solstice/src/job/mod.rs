@@ -19,8 +19,8 @@ use crate::error::Result;
 use crate::metrics::Metrics;
 pub use crate::runtime::coordinator::CheckpointStats;
 use crate::runtime::coordinator::Triggers;
-pub use crate::runtime::supervisor::Restore;
 use crate::runtime::supervisor::{self, Supervisor};
+pub use crate::runtime::supervisor::{Restore, Start};
 use crate::state::checkpoint::CheckpointStore;
 
 pub use builder::{JobBuilder, KeyedStream, Stream};
@@ -36,7 +36,7 @@ pub struct Job {
     config: Config,
     metrics: Metrics,
     outputs: Outputs,
-    restore: Option<Restore>,
+    begin: Start,
     triggers: Arc<Triggers>,
 }
 
@@ -77,7 +77,7 @@ impl Job {
             config,
             metrics,
             outputs,
-            restore: None,
+            begin: Start::New,
             triggers: Arc::default(),
         })
     }
@@ -116,7 +116,14 @@ impl Job {
     /// Restores the job's state from a checkpoint when it runs: the latest complete one (falling
     /// back to older ones when it is corrupt) or a given one. Needs `job.checkpoint`.
     pub fn restore_from(&mut self, restore: Restore) {
-        self.restore = Some(restore);
+        self.begin = Start::Restore(restore);
+    }
+
+    /// Starts over when it runs (`--fresh`): discards the job's checkpoints and the output its
+    /// sinks published in earlier runs, then runs from the beginning of the input. Without it
+    /// (and without [`Job::restore_from`]), a job with complete checkpoints refuses to run.
+    pub fn fresh(&mut self) {
+        self.begin = Start::Fresh;
     }
 
     /// The job's checkpoint store, when `job.checkpoint` is configured.
@@ -133,7 +140,7 @@ impl Job {
             config: &self.config,
             triggers: &self.triggers,
         }
-        .run(self.restore)?;
+        .run(self.begin)?;
         Ok(JobResult::new(
             report,
             self.metrics.snapshot(),

@@ -6,7 +6,7 @@
 
 use std::marker::PhantomData;
 
-use crate::core::connector::{Sink, SinkWriter};
+use crate::core::connector::{RunStart, Sink, SinkWriter};
 use crate::core::graph::{ErasedOp, ErasedSink, SubtaskCtx};
 use crate::core::keyed::{KeyValue, Keyed};
 use crate::core::task::{BatchSink, Cx};
@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::state::codec;
 use crate::state::keyed::{Key, KeyedState, StateValue};
 use crate::state::keygroups::{group_of_hash, hash_key, range_of};
-use crate::state::manifest::{key_group_part, subtask_part};
+use crate::state::manifest::{key_groups_of_part, subtask_part};
 
 fn boxed<T: 'static>(sink: impl BatchSink<T> + 'static) -> AnyBox {
     let sink: Box<dyn BatchSink<T>> = Box::new(sink);
@@ -193,6 +193,10 @@ where
     }
 }
 
+/// About how many bytes of keyed state go into one checkpoint part: small state is one part
+/// (one file) per subtask; larger state is cut into parts written in parallel.
+const STATE_PART_BYTES: usize = 8 << 20;
+
 struct StatefulOp<F, E, K, S, U> {
     f: F,
     /// The end-of-input hook: called for every key held when the input ends.
@@ -209,12 +213,12 @@ struct StatefulOp<F, E, K, S, U> {
 }
 
 impl<F, E, K: Key, S: StateValue, U> StatefulOp<F, E, K, S, U> {
-    /// Hands the state to checkpoint `id`, one part per key group, so that a restore with
-    /// another parallelism can give each group to its new owner.
+    /// Hands the state to checkpoint `id` in parts of contiguous key-group ranges, each group
+    /// encoded on its own, so that a restore with another parallelism can give each group to
+    /// its new owner.
     fn snapshot(&self, id: u64, cx: &mut Cx<'_>) -> Result<()> {
-        for (kg, bytes) in self.state.encode_groups()? {
-            cx.checkpoints
-                .part(id, self.stage, key_group_part(kg), bytes);
+        for (name, bytes) in self.state.encode_parts(STATE_PART_BYTES)? {
+            cx.checkpoints.part(id, self.stage, name, bytes);
         }
         Ok(())
     }
@@ -318,12 +322,24 @@ where
         let groups = range_of(ctx.subtask, ctx.key_groups, ctx.parallelism);
         let mut state = KeyedState::for_range(groups.clone());
         if let Some(checkpoint) = &ctx.restore {
-            // Each key group restores from its own part, whichever subtask wrote it.
-            for kg in groups.clone() {
-                let part = key_group_part(kg);
-                if checkpoint.manifest().part(&ctx.name, &part).is_some() {
-                    let bytes = checkpoint.read_part(&ctx.name, &part)?;
-                    state.restore_group(kg, &bytes)?;
+            // The parts whose key groups overlap this subtask's, whichever subtask wrote them.
+            let parts = checkpoint
+                .manifest()
+                .stages
+                .get(&ctx.name)
+                .map(|s| s.parts.as_slice())
+                .unwrap_or_default();
+            for part in parts {
+                let overlaps = key_groups_of_part(&part.name)
+                    .is_some_and(|r| *r.start() < groups.end && *r.end() >= groups.start);
+                if overlaps {
+                    let bytes = checkpoint.read_part(&ctx.name, &part.name)?;
+                    state.restore_part(&part.name, &bytes).map_err(|e| {
+                        Error::CorruptCheckpoint {
+                            path: format!("{} {}/{}", checkpoint.id(), ctx.name, part.name),
+                            reason: e.to_string(),
+                        }
+                    })?;
                 }
             }
         }
@@ -405,8 +421,12 @@ impl<S: Sink + Sync> ErasedSink for SinkNode<S> {
         self.0.commit(transaction)
     }
 
-    fn discard_uncommitted(&self, keep: &[String]) -> Result<()> {
-        self.0.discard_uncommitted(keep)
+    fn check_start(&self, start: &RunStart<'_>) -> Result<()> {
+        self.0.check_start(start)
+    }
+
+    fn begin(&self, start: &RunStart<'_>) -> Result<()> {
+        self.0.begin(start)
     }
 
     fn open(&self, ctx: &SubtaskCtx) -> Result<AnyBox> {

@@ -4,7 +4,8 @@
 //! records read), collects the snapshot parts tasks hand it while their uploads run in the
 //! background, and the tasks' acknowledgements. When every task has taken its snapshot and every
 //! part is durable, it writes the manifest (create-only), publishes the sinks' staged
-//! transactions, and prunes old checkpoints. One regular checkpoint is in flight at a time; one
+//! transactions, and then, off the checkpoint's path (when no checkpoint is due, and at the end),
+//! prunes old checkpoints. One regular checkpoint is in flight at a time; one
 //! that fails (an upload error, the job draining before every task saw the barrier) is abandoned
 //! with a warning and the job goes on.
 //!
@@ -29,10 +30,19 @@ use crate::state::manifest::{CheckpointId, Manifest};
 pub struct CheckpointStats {
     /// The checkpoint's id.
     pub id: u64,
-    /// From the trigger (or, for the final checkpoint, the end of the run) to the manifest.
+    /// From the trigger (or, for the final checkpoint, the end of the run) until it was
+    /// complete: its manifest written and the sinks' output it staged published.
     pub duration: Duration,
+    /// The part of `duration` until every task had taken its snapshot: the barriers' travel
+    /// behind the records buffered between tasks (up to `job.channel_capacity` batches per
+    /// channel), which grows with what is in flight, not with the state. Zero for the final
+    /// checkpoint. What remains of `duration` is the cost of writing the state.
+    pub alignment: Duration,
     /// Bytes of its parts.
     pub bytes: u64,
+    /// Records the sources read between the previous checkpoint's trigger and this one's (for
+    /// the final checkpoint: until the end of the input).
+    pub records: u64,
 }
 
 /// When checkpoints are taken.
@@ -162,6 +172,13 @@ pub(crate) struct Coordinator<'a> {
     final_id: AtomicU64,
     /// Records read by all sources so far (for `interval_records`).
     records: AtomicU64,
+    /// The record count at which the next `interval_records` checkpoint is due (`u64::MAX`:
+    /// none): the source batch that reaches it wakes the coordinator at once.
+    records_due: AtomicU64,
+    /// A checkpoint was committed since the last prune.
+    prune_due: AtomicBool,
+    /// The sources' record count when the last completed checkpoint was triggered.
+    records_at_trigger: AtomicU64,
     completed: AtomicU64,
     stats: Mutex<Vec<CheckpointStats>>,
     state: Mutex<State>,
@@ -206,6 +223,7 @@ impl<'a> Coordinator<'a> {
             last_completed,
             last_used,
         } = spec;
+        let records_due = schedule.interval_records.unwrap_or(u64::MAX);
         Coordinator {
             store,
             job,
@@ -221,6 +239,9 @@ impl<'a> Coordinator<'a> {
             last_id: AtomicU64::new(last_used.max(last_completed)),
             final_id: AtomicU64::new(0),
             records: AtomicU64::new(0),
+            records_due: AtomicU64::new(records_due),
+            prune_due: AtomicBool::new(false),
+            records_at_trigger: AtomicU64::new(0),
             completed: AtomicU64::new(last_completed),
             stats: Mutex::new(Vec::new()),
             state: Mutex::new(State {
@@ -260,15 +281,23 @@ impl<'a> Coordinator<'a> {
                     .interval_records
                     .is_some_and(|n| records.saturating_sub(last_records) >= n);
             if !due {
+                self.prune();
                 continue;
             }
             last_time = Instant::now();
+            // Since the last checkpoint completed: an abandoned one's records count in the next.
+            let since = records - self.records_at_trigger.load(Ordering::Relaxed);
             last_records = records;
+            if let Some(n) = self.schedule.interval_records {
+                self.records_due
+                    .store(records.saturating_add(n), Ordering::Relaxed);
+            }
             // Ids only grow: the barriers of an abandoned checkpoint may still be in flight.
             let id = self.last_id.fetch_add(1, Ordering::AcqRel) + 1;
             let outcome = match self.regular(id, tasks, live, stop) {
-                Ok(Some(bytes)) => {
-                    self.log_complete(id, last_time, bytes);
+                Ok(Some((bytes, alignment))) => {
+                    self.records_at_trigger.store(records, Ordering::Relaxed);
+                    self.log_complete(id, last_time, alignment, bytes, since);
                     Ok(CheckpointId(id))
                 }
                 Ok(None) => Err(Failure {
@@ -291,19 +320,30 @@ impl<'a> Coordinator<'a> {
         }
     }
 
-    fn log_complete(&self, id: u64, started: Instant, bytes: u64) {
+    fn log_complete(
+        &self,
+        id: u64,
+        started: Instant,
+        alignment: Duration,
+        bytes: u64,
+        records: u64,
+    ) {
         let duration = started.elapsed();
         tracing::info!(
             job = %self.job,
             checkpoint = %CheckpointId(id),
             bytes,
+            records,
             millis = duration.as_millis() as u64,
+            alignment_millis = alignment.as_millis() as u64,
             "checkpoint complete"
         );
         let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         stats.push(CheckpointStats {
             id,
             duration,
+            alignment,
+            records,
             bytes,
         });
     }
@@ -313,15 +353,16 @@ impl<'a> Coordinator<'a> {
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Takes regular checkpoint `id` and returns its size: `Ok(None)` if the job started
-    /// draining before every task saw the barrier.
+    /// Takes regular checkpoint `id` and returns its size and alignment time: `Ok(None)` if
+    /// the job started draining before every task saw the barrier.
     fn regular(
         &self,
         id: u64,
         tasks: usize,
         live: &AtomicUsize,
         stop: &AtomicBool,
-    ) -> Result<Option<u64>> {
+    ) -> Result<Option<(u64, Duration)>> {
+        let started = Instant::now();
         self.lock().regular = Some(Inflight::new(id));
         self.requested.store(id, Ordering::Release);
         let mut guard = self.lock();
@@ -346,19 +387,23 @@ impl<'a> Coordinator<'a> {
             .take()
             .ok_or_else(|| Error::Internal("checkpoint state vanished".into()))?;
         drop(guard);
-        self.commit(inflight).map(Some)
+        let alignment = started.elapsed();
+        self.commit(inflight).map(|bytes| Some((bytes, alignment)))
     }
 
     /// Waits for the uploads of `inflight`, writes its manifest, publishes its sink
-    /// transactions, and prunes old checkpoints. Returns the checkpoint's size in bytes.
+    /// transactions, and asks for old checkpoints to be pruned. Returns the checkpoint's size in
+    /// bytes.
     fn commit(&self, inflight: Inflight) -> Result<u64> {
         if let Some(e) = inflight.error {
             return Err(e);
         }
         let id = inflight.id;
+        let started = Instant::now();
         let mut manifest = Manifest::new(self.job.clone(), CheckpointId(id), self.key_groups);
         manifest.end_of_input = id == self.final_id.load(Ordering::Acquire);
         let mut bytes = 0;
+        let parts = inflight.uploads.len();
         for (stage, upload) in inflight.uploads {
             let info = upload.wait()?;
             bytes += info.size;
@@ -368,8 +413,10 @@ impl<'a> Coordinator<'a> {
                 info,
             );
         }
+        let uploaded = started.elapsed();
         self.store.commit(&self.job, &manifest)?;
         self.completed.fetch_max(id, Ordering::AcqRel);
+        let committed = started.elapsed();
         // Committed: the sinks' staged output becomes visible. A failure from here on is redone
         // by a restore of this checkpoint (publishing is idempotent).
         for (stage, transaction) in &inflight.transactions {
@@ -377,9 +424,16 @@ impl<'a> Coordinator<'a> {
                 sink.commit(transaction)?;
             }
         }
-        if let Err(e) = self.store.prune(&self.job, self.schedule.retain) {
-            tracing::warn!(job = %self.job, "pruning old checkpoints failed: {e}");
-        }
+        self.prune_due.store(true, Ordering::Release);
+        tracing::debug!(
+            job = %self.job,
+            checkpoint = %CheckpointId(id),
+            parts,
+            uploads_after_acks = ?uploaded,
+            manifest = ?committed - uploaded,
+            sinks = ?started.elapsed() - committed,
+            "checkpoint committed"
+        );
         Ok(bytes)
     }
 
@@ -388,6 +442,7 @@ impl<'a> Coordinator<'a> {
         let started = Instant::now();
         let inflight = self.lock().last.take();
         let Some(inflight) = inflight else {
+            self.prune();
             return Ok(());
         };
         if inflight.acked.len() != tasks {
@@ -398,8 +453,22 @@ impl<'a> Coordinator<'a> {
         }
         let id = inflight.id;
         let bytes = self.commit(inflight)?;
-        self.log_complete(id, started, bytes);
+        let records =
+            self.records.load(Ordering::Relaxed) - self.records_at_trigger.load(Ordering::Relaxed);
+        self.log_complete(id, started, Duration::ZERO, bytes, records);
+        self.prune();
         Ok(())
+    }
+
+    /// Deletes the checkpoints that `retain` no longer keeps, if one was committed since the
+    /// last prune. A failure is a warning: the next prune (or the next run's) tries again.
+    fn prune(&self) {
+        if !self.prune_due.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(e) = self.store.prune(&self.job, self.schedule.retain) {
+            tracing::warn!(job = %self.job, "pruning old checkpoints failed: {e}");
+        }
     }
 
     /// The in-flight checkpoint `id` is about, if any.
@@ -439,7 +508,14 @@ impl Checkpoints for Coordinator<'_> {
     }
 
     fn records_read(&self, n: u64) {
-        self.records.fetch_add(n, Ordering::Relaxed);
+        let before = self.records.fetch_add(n, Ordering::Relaxed);
+        let due = self.records_due.load(Ordering::Relaxed);
+        if before < due && before.saturating_add(n) >= due {
+            // Under the lock, so that the wake-up cannot fall between the coordinator's check
+            // and its wait. Once per interval, not per batch.
+            drop(self.lock());
+            self.changed.notify_all();
+        }
     }
 
     fn part(&self, id: u64, stage: usize, part: String, bytes: Vec<u8>) {

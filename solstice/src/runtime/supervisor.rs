@@ -1,7 +1,8 @@
 //! The supervisor of a job: runs it to completion, restoring from a checkpoint when asked and
 //! restarting from the last complete one after a failure (`job.restart`).
 //!
-//! One attempt opens the checkpoint to restore, recovers the sinks' transactions, deploys the
+//! One attempt opens the checkpoint to restore, prepares the sinks' output (refusing a start
+//! that would publish output twice, recovering the restored checkpoint's transactions), deploys the
 //! plan, and runs the executor next to the checkpoint coordinator. What the attempt reports goes
 //! back to the job as a [`RunReport`].
 
@@ -14,7 +15,7 @@ use super::coordinator::{CheckpointStats, Coordinator, CoordinatorSpec, Schedule
 use super::deploy::deploy;
 use super::executor;
 use crate::config::Config;
-use crate::core::connector::Positions;
+use crate::core::connector::{Positions, RunStart};
 use crate::core::graph::{Graph, NodeImpl};
 use crate::core::plan::PhysicalPlan;
 use crate::core::task::{Checkpoints, JobCounters, NoCheckpoints};
@@ -50,14 +51,26 @@ impl std::str::FromStr for Restore {
     }
 }
 
+/// How a job's run begins.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Start {
+    /// From the beginning of the input. Refused when the job has complete checkpoints (its
+    /// output would be published twice), and by a sink whose output already holds data its
+    /// mode does not allow.
+    #[default]
+    New,
+    /// From the beginning, after discarding the job's checkpoints and the output its sinks
+    /// published before (`--fresh`).
+    Fresh,
+    /// From a checkpoint (`--restore`).
+    Restore(Restore),
+}
+
 /// The checkpoint store of a job configured by `config`, when `job.checkpoint` is set.
 pub(crate) fn checkpoint_store(config: &Config) -> Result<Option<CheckpointStore>> {
-    match &config.job.checkpoint {
-        None => Ok(None),
-        Some(c) => Ok(Some(CheckpointStore::from_url(
-            &c.backend_url(),
-            &c.options,
-        )?)),
+    match (&config.job.checkpoint, config.checkpoint_url()) {
+        (Some(c), Some(url)) => Ok(Some(CheckpointStore::from_url(&url, &c.options)?)),
+        _ => Ok(None),
     }
 }
 
@@ -98,9 +111,9 @@ pub(crate) struct Supervisor<'a> {
 }
 
 impl Supervisor<'_> {
-    /// Runs the job to completion on `runtime.threads` threads, first restoring from `restore`
-    /// if given, and restarting from the latest checkpoint after a restartable failure.
-    pub(crate) fn run(&self, mut restore: Option<Restore>) -> Result<RunReport> {
+    /// Runs the job to completion on `runtime.threads` threads, beginning as `start` says, and
+    /// restarting from the latest checkpoint after a restartable failure.
+    pub(crate) fn run(&self, start: Start) -> Result<RunReport> {
         let started = Instant::now();
         tracing::info!(
             job = %self.id,
@@ -108,15 +121,15 @@ impl Supervisor<'_> {
             tasks = self.plan.task_count(),
             "job starting"
         );
-        for node in &self.graph.nodes {
-            if let NodeImpl::Source(source) = &node.imp {
-                source.start()?;
-            }
-        }
         let restart = self.config.job.restart.clone();
         let mut attempt = 0;
         loop {
-            match self.run_once(restore) {
+            let this = if attempt == 0 {
+                start
+            } else {
+                Start::Restore(Restore::Latest)
+            };
+            match self.run_once(this, attempt) {
                 Ok(mut report) => {
                     report.duration = started.elapsed();
                     report.restarts = attempt;
@@ -131,22 +144,116 @@ impl Supervisor<'_> {
                         "restarting from the last complete checkpoint after: {e}"
                     );
                     std::thread::sleep(Duration::from_millis(restart.backoff_ms));
-                    restore = Some(Restore::Latest);
                 }
                 Err(e) => return Err(e),
             }
         }
     }
 
+    /// A new run of a job with complete checkpoints would publish its output a second time:
+    /// refused, naming the newest checkpoint.
+    fn refuse_rerun(&self, store: &CheckpointStore) -> Result<()> {
+        let Some(&latest) = store.list(self.id)?.last() else {
+            return Ok(());
+        };
+        let finished = store
+            .read_manifest(self.id, latest)
+            .is_ok_and(|m| m.end_of_input);
+        Err(Error::CheckpointsExist {
+            job: self.id.to_string(),
+            url: store.backend().url().to_string(),
+            latest: latest.to_string(),
+            finished,
+        })
+    }
+
+    /// The transactions each sink published in `checkpoint`, by node index.
+    fn published(&self, checkpoint: &OpenCheckpoint) -> Result<HashMap<usize, Vec<String>>> {
+        let mut out = HashMap::new();
+        for (id, node) in self.graph.nodes.iter().enumerate() {
+            if !matches!(node.imp, NodeImpl::Sink(_)) {
+                continue;
+            }
+            let mut transactions = Vec::new();
+            if let Some(stage) = checkpoint.manifest().stages.get(&node.name) {
+                for part in &stage.parts {
+                    let t: Vec<String> = checkpoint.decode_part(&node.name, &part.name)?;
+                    transactions.extend(t);
+                }
+            }
+            out.insert(id, transactions);
+        }
+        Ok(out)
+    }
+
+    /// Prepares the job's outputs for an attempt: every sink first checks the start (so that a
+    /// refusal changes nothing), then, starting over, the job's checkpoints go; the restored
+    /// checkpoint's transactions are published (again: publishing is idempotent), and every
+    /// sink begins: a restored one drops what later attempts staged or published.
+    fn begin_sinks(
+        &self,
+        start: Start,
+        attempt: usize,
+        restored: Option<&OpenCheckpoint>,
+        store: Option<&CheckpointStore>,
+    ) -> Result<()> {
+        let published = match restored {
+            Some(c) => self.published(c)?,
+            None => HashMap::new(),
+        };
+        let none = Vec::new();
+        let run_start = |id: usize| match restored {
+            Some(c) => RunStart::Restore {
+                job: self.id,
+                checkpoint: c.id().0,
+                published: published.get(&id).unwrap_or(&none),
+            },
+            // A restart before any checkpoint completed continues the first attempt's output.
+            None if attempt > 0 => RunStart::Restore {
+                job: self.id,
+                checkpoint: 0,
+                published: &none,
+            },
+            None => RunStart::New {
+                job: self.id,
+                fresh: start == Start::Fresh,
+            },
+        };
+        let sinks = || {
+            self.graph
+                .nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(id, n)| match &n.imp {
+                    NodeImpl::Sink(sink) => Some((id, sink)),
+                    _ => None,
+                })
+        };
+        for (id, sink) in sinks() {
+            sink.check_start(&run_start(id))?;
+        }
+        if let (Start::Fresh, Some(store)) = (start, store) {
+            if attempt == 0 {
+                let discarded = store.list(self.id)?.len();
+                store.backend().delete_dir(self.id)?;
+                tracing::info!(job = %self.id, "--fresh: discarded {discarded} complete checkpoint(s) and everything else under {}", store.backend().location(self.id));
+            }
+        }
+        for (id, sink) in sinks() {
+            for t in published.get(&id).unwrap_or(&none) {
+                sink.commit(t)?;
+            }
+            sink.begin(&run_start(id))?;
+        }
+        Ok(())
+    }
+
     /// Opens the checkpoint to restore, logging the newer ones that could not be opened.
     fn open_restore(
         &self,
-        restore: Option<Restore>,
+        restore: Restore,
         store: Option<&CheckpointStore>,
     ) -> Result<Option<OpenCheckpoint>> {
-        let Some(restore) = restore else {
-            return Ok(None);
-        };
         let store = store.ok_or_else(|| {
             Error::config(
                 &self.config.origin,
@@ -157,7 +264,7 @@ impl Supervisor<'_> {
             Restore::Id(n) => Ok(Some(store.open(self.id, CheckpointId(n))?)),
             Restore::Latest => match store.open_latest_valid(self.id)? {
                 None => {
-                    tracing::warn!(job = %self.id, "--restore latest: no complete checkpoint to restore; starting from the beginning");
+                    tracing::warn!(job = %self.id, "no complete checkpoint to restore: starting from the beginning of the input");
                     Ok(None)
                 }
                 Some(point) => {
@@ -185,29 +292,6 @@ impl Supervisor<'_> {
                 self.plan.key_groups
             ),
         ))
-    }
-
-    /// Publishes the sink transactions of the restored checkpoint (again: publishing is
-    /// idempotent) and discards whatever later attempts staged.
-    fn recover_sinks(&self, checkpoint: &OpenCheckpoint) -> Result<()> {
-        for node in &self.graph.nodes {
-            let NodeImpl::Sink(sink) = &node.imp else {
-                continue;
-            };
-            let mut keep = Vec::new();
-            if let Some(stage) = checkpoint.manifest().stages.get(&node.name) {
-                for part in &stage.parts {
-                    let transactions: Vec<String> =
-                        checkpoint.decode_part(&node.name, &part.name)?;
-                    for t in transactions {
-                        sink.commit(&t)?;
-                        keep.push(t);
-                    }
-                }
-            }
-            sink.discard_uncommitted(&keep)?;
-        }
-        Ok(())
     }
 
     /// The highest checkpoint id any run of this job has used (complete or not).
@@ -242,11 +326,17 @@ impl Supervisor<'_> {
     }
 
     /// One attempt: restore if asked, run every task to completion.
-    fn run_once(&self, restore: Option<Restore>) -> Result<RunReport> {
+    fn run_once(&self, start: Start, attempt: usize) -> Result<RunReport> {
         let started = Instant::now();
         let threads = self.config.threads();
         let store = checkpoint_store(self.config)?;
-        let restored = self.open_restore(restore, store.as_ref())?;
+        let restored = match start {
+            Start::Restore(r) => self.open_restore(r, store.as_ref())?,
+            Start::New | Start::Fresh => None,
+        };
+        if let (Start::New, Some(store)) = (start, &store) {
+            self.refuse_rerun(store)?;
+        }
         let positions = match &restored {
             Some(c) => {
                 tracing::info!(job = %self.id, checkpoint = %c.id(), "restoring");
@@ -255,18 +345,13 @@ impl Supervisor<'_> {
             }
             None => HashMap::new(),
         };
-        match &restored {
-            Some(c) => self.recover_sinks(c)?,
-            // Restarting before any checkpoint completed: nothing was published; what the failed
-            // attempt staged is dropped.
-            None if restore.is_some() => {
-                for node in &self.graph.nodes {
-                    if let NodeImpl::Sink(sink) = &node.imp {
-                        sink.discard_uncommitted(&[])?;
-                    }
+        self.begin_sinks(start, attempt, restored.as_ref(), store.as_ref())?;
+        if attempt == 0 {
+            for node in &self.graph.nodes {
+                if let NodeImpl::Source(source) = &node.imp {
+                    source.start()?;
                 }
             }
-            None => {}
         }
         let restored_id = restored.as_ref().map_or(0, |c| c.id().0);
         let restored = restored.map(Arc::new);

@@ -10,9 +10,11 @@ use crate::error::{Error, Result};
 
 /// Magic bytes at the start of every encoded state blob.
 pub const MAGIC: [u8; 4] = *b"SOLS";
-/// Current format version. Version 2: the manifest lost `extra` and `created_at_millis` and
-/// gained `end_of_input`; checkpoints of version 1 are refused with this number in the error.
-pub const FORMAT_VERSION: u16 = 2;
+/// Current format version; files of other versions are refused with both numbers in the error.
+/// Version 2: the manifest lost `extra` and `created_at_millis` and gained `end_of_input`.
+/// Version 3: keyed state is filed in parts of contiguous key-group ranges (`kg-00000-00063`),
+/// each an index of its groups followed by their encoded entries.
+pub const FORMAT_VERSION: u16 = 3;
 /// Codec identifier of bincode 2 with the standard configuration.
 pub const CODEC_BINCODE2: u8 = 1;
 /// Upper bound on what one decode may allocate.
@@ -75,6 +77,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         )));
     }
     Ok(value)
+}
+
+/// Decodes a value written by [`encode`] at the start of `bytes`, returning it and the number
+/// of bytes it took (header included): for files that carry raw bytes after a header value.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize)> {
+    check_header(bytes).map_err(Error::Codec)?;
+    let (value, read) = bincode::serde::decode_from_slice(&bytes[HEADER_LEN..], config())
+        .map_err(|e| Error::Codec(format!("decode: {e}")))?;
+    Ok((value, HEADER_LEN + read))
 }
 
 #[cfg(test)]

@@ -6,7 +6,10 @@ use hashbrown::hash_table::{Entry, HashTable};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::codec;
 use super::keygroups::hash_key;
+use super::manifest::{key_group_part, key_groups_of_part};
+use crate::error::{Error, Result};
 
 /// The bounds a key of a keyed stage must satisfy.
 pub trait Key: Hash + Eq + Clone + Send + Serialize + DeserializeOwned + 'static {}
@@ -86,35 +89,80 @@ impl<K: Key, S: StateValue> KeyedState<K, S> {
         (&*k, s)
     }
 
-    /// Each key group held, encoded with the codec on its own (for per-group checkpoint parts).
-    pub(crate) fn encode_groups(&self) -> crate::error::Result<Vec<(usize, Vec<u8>)>> {
-        self.groups
-            .iter()
-            .map(|(kg, t)| {
-                let entries: Vec<(&K, &S)> = t.iter().map(|(k, s)| (k, s)).collect();
-                Ok((*kg, super::codec::encode(&entries)?))
-            })
-            .collect()
+    /// The state held, as checkpoint parts of contiguous key-group ranges: each part is named
+    /// by [`key_group_part`] and holds whole groups, cut when it reaches `target_bytes` (so
+    /// small state is one part per subtask, one file to write, and large state several, written
+    /// in parallel). A part is an index, `[(key group, byte length)]` encoded with the codec,
+    /// followed by each group's entries, codec-encoded on their own.
+    pub(crate) fn encode_parts(&self, target_bytes: usize) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut parts = Vec::new();
+        let mut pending: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut pending_bytes = 0;
+        for (i, (kg, table)) in self.groups.iter().enumerate() {
+            let entries: Vec<(&K, &S)> = table.iter().map(|(k, s)| (k, s)).collect();
+            let bytes = codec::encode(&entries)?;
+            pending_bytes += bytes.len();
+            pending.push((*kg, bytes));
+            if pending_bytes >= target_bytes || i + 1 == self.groups.len() {
+                parts.push(bundle(std::mem::take(&mut pending))?);
+                pending_bytes = 0;
+            }
+        }
+        Ok(parts)
     }
 
-    /// Puts the entries of key group `kg`, decoded from `bytes` (written by `encode_groups`),
-    /// into this state, which must own that group.
-    pub(crate) fn restore_group(&mut self, kg: usize, bytes: &[u8]) -> crate::error::Result<()> {
-        let entries: Vec<(K, S)> = super::codec::decode(bytes)?;
-        let table = self
-            .groups
-            .iter_mut()
-            .find(|(g, _)| *g == kg)
-            .map(|(_, t)| t)
-            .ok_or_else(|| {
-                crate::error::Error::Internal(format!("key group {kg} is not owned here"))
-            })?;
-        table.clear();
-        for (k, s) in entries {
-            let h = table_hash(hash_key(&k));
-            table.insert_unique(h, (k, s), |(k, _)| table_hash(hash_key(k)));
+    /// Restores, from part `name` (written by [`KeyedState::encode_parts`], perhaps by a subtask
+    /// with other groups), the groups this state owns. `Ok(false)` if the part holds none.
+    pub(crate) fn restore_part(&mut self, name: &str, bytes: &[u8]) -> Result<bool> {
+        let Some(range) = key_groups_of_part(name) else {
+            return Err(Error::Codec(format!(
+                "`{name}` is not the name of a key-group part"
+            )));
+        };
+        if !self.groups.iter().any(|(kg, _)| range.contains(kg)) {
+            return Ok(false);
         }
-        Ok(())
+        let (index, mut at): (Vec<(u64, u64)>, usize) = codec::decode_prefix(bytes)?;
+        for (kg, len) in index {
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|len| at.checked_add(len))
+                .filter(|&end| end <= bytes.len())
+                .ok_or_else(|| {
+                    Error::Codec(format!(
+                        "part `{name}`: key group {kg} runs past the end of the part"
+                    ))
+                })?;
+            let kg = usize::try_from(kg)
+                .ok()
+                .filter(|kg| range.contains(kg))
+                .ok_or_else(|| {
+                    Error::Codec(format!(
+                        "part `{name}` holds key group {kg}, outside its name's range"
+                    ))
+                })?;
+            if let Some(table) = self
+                .groups
+                .iter_mut()
+                .find(|(g, _)| *g == kg)
+                .map(|(_, t)| t)
+            {
+                let entries: Vec<(K, S)> = codec::decode(&bytes[at..end])?;
+                table.clear();
+                for (k, s) in entries {
+                    let h = table_hash(hash_key(&k));
+                    table.insert_unique(h, (k, s), |(k, _)| table_hash(hash_key(k)));
+                }
+            }
+            at = end;
+        }
+        if at != bytes.len() {
+            return Err(Error::Codec(format!(
+                "part `{name}`: {} bytes after its last key group",
+                bytes.len() - at
+            )));
+        }
+        Ok(true)
     }
 
     /// Number of key groups held.
@@ -196,4 +244,23 @@ impl<'de, K: Key, S: StateValue> Deserialize<'de> for KeyedState<K, S> {
         groups.sort_by_key(|(kg, _)| *kg);
         Ok(KeyedState { groups })
     }
+}
+
+/// One key-group part: the index of `groups` (contiguous, in order, at least one), then their
+/// bytes.
+fn bundle(groups: Vec<(usize, Vec<u8>)>) -> Result<(String, Vec<u8>)> {
+    let (first, last) = match (groups.first(), groups.last()) {
+        (Some(f), Some(l)) => (f.0, l.0),
+        _ => return Err(Error::Internal("an empty key-group part".into())),
+    };
+    let index: Vec<(u64, u64)> = groups
+        .iter()
+        .map(|(kg, b)| (*kg as u64, b.len() as u64))
+        .collect();
+    let mut out = codec::encode(&index)?;
+    out.reserve(groups.iter().map(|(_, b)| b.len()).sum());
+    for (_, bytes) in &groups {
+        out.extend_from_slice(bytes);
+    }
+    Ok((key_group_part(first, last), out))
 }

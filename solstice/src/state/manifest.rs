@@ -90,9 +90,16 @@ impl PartInfo {
     }
 }
 
-/// The name of the part holding key group `kg` of a keyed stage: `kg-00017`.
-pub fn key_group_part(kg: usize) -> String {
-    format!("kg-{kg:05}")
+/// The name of the part holding key groups `first..=last` of a keyed stage: `kg-00000-00063`.
+pub fn key_group_part(first: usize, last: usize) -> String {
+    format!("kg-{first:05}-{last:05}")
+}
+
+/// The key groups a part named by [`key_group_part`] holds; `None` for other names.
+pub fn key_groups_of_part(name: &str) -> Option<std::ops::RangeInclusive<usize>> {
+    let (first, last) = name.strip_prefix("kg-")?.split_once('-')?;
+    let (first, last): (usize, usize) = (first.parse().ok()?, last.parse().ok()?);
+    (first <= last).then_some(first..=last)
 }
 
 /// The name of the part holding the state of subtask `subtask` (e.g. of a source or sink):
@@ -274,8 +281,8 @@ mod tests {
 
     fn manifest() -> Manifest {
         let mut m = Manifest::new("job-1", CheckpointId(12), 128);
-        m.add_part("totals", 2, PartInfo::of(key_group_part(0), b"abc"));
-        m.add_part("totals", 2, PartInfo::of(key_group_part(1), b"de"));
+        m.add_part("totals", 2, PartInfo::of(key_group_part(0, 0), b"abc"));
+        m.add_part("totals", 2, PartInfo::of(key_group_part(1, 1), b"de"));
         m.add_part("orders", 1, PartInfo::of(subtask_part(0), b"f"));
         m
     }
@@ -315,7 +322,7 @@ mod tests {
         let m = manifest();
         let bytes = m.encode().unwrap();
         assert_eq!(Manifest::decode(&bytes).unwrap(), m);
-        assert_eq!(m.part("totals", "kg-00001").unwrap().size, 2);
+        assert_eq!(m.part("totals", "kg-00001-00001").unwrap().size, 2);
         assert_eq!(m.parts().count(), 3);
         m.check().unwrap();
     }
@@ -339,7 +346,7 @@ mod tests {
         m.add_part("totals", 2, PartInfo::of("../escape", b""));
         assert!(m.check().unwrap_err().to_string().contains("../escape"));
         let mut m = manifest();
-        m.add_part("totals", 2, PartInfo::of(key_group_part(0), b""));
+        m.add_part("totals", 2, PartInfo::of(key_group_part(0, 0), b""));
         assert!(m.check().unwrap_err().to_string().contains("twice"));
         let mut m = manifest();
         m.add_part("_manifest", 1, PartInfo::of("p", b""));

@@ -12,6 +12,7 @@
 mod csv;
 mod jsonl;
 mod options;
+mod output;
 mod parquet;
 mod reject;
 mod sink_dir;
@@ -20,6 +21,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -30,10 +32,13 @@ pub use self::options::{
     Compression, CsvOptions, FileSinkOptions, FileSourceOptions, Format, OnError, ParquetOptions,
     Paths,
 };
+use self::output::OutputDir;
 use self::parquet::{ParquetReader, ParquetWriter};
 use self::reject::Rejects;
 use crate::config::{SinkConfig, SourceConfig};
-use crate::core::connector::{Positions, Sink, SinkWriter, Source, SourceReader, FINISHED};
+use crate::core::connector::{
+    Positions, RunStart, Sink, SinkMode, SinkWriter, Source, SourceReader, FINISHED,
+};
 use crate::core::Data;
 use crate::error::{Error, Result};
 
@@ -61,11 +66,32 @@ impl<T: DeserializeOwned + Data> FileSource<T> {
     /// The source described by `sources.<stage>` in the job config ([`FileSourceOptions`]).
     pub fn from_config(cfg: &SourceConfig) -> Result<Self> {
         let options: FileSourceOptions = cfg.options()?;
-        let files = resolve(&options.path.to_vec(), cfg.stage()).map_err(|e| match e {
-            Error::Io { path, source } => {
-                cfg.error("path", format!("{}: {source}", path.display()))
+        let given = options.path.to_vec();
+        let paths: Vec<PathBuf> = given.iter().map(|p| cfg.resolve_path("path", p)).collect();
+        let files = resolve(&paths, cfg.stage()).map_err(|e| {
+            // What a relative path was taken relative to, when the one at fault is relative.
+            let note = |at: &Path| {
+                paths
+                    .iter()
+                    .zip(&given)
+                    .find(|(p, _)| at.starts_with(p) || p.starts_with(at))
+                    .map(|(_, g)| cfg.relative_note("path", g))
+                    .unwrap_or_default()
+            };
+            match e {
+                Error::Io { path, source } => cfg.error(
+                    "path",
+                    format!("{}: {source}{}", path.display(), note(&path)),
+                ),
+                Error::NoInput { stage, pattern } => {
+                    let note = note(Path::new(pattern.split(" (").next().unwrap_or("")));
+                    Error::NoInput {
+                        stage,
+                        pattern: format!("{pattern}{note}"),
+                    }
+                }
+                e => e,
             }
-            e => e,
         })?;
         let format = match options.format {
             Some(f) => f,
@@ -307,18 +333,21 @@ impl<T: DeserializeOwned + Data> SourceReader<T> for FileReader<T> {
 
 /// Writes records as JSONL, CSV or Parquet, one file per sink subtask.
 pub struct FileSink<T> {
-    dir: PathBuf,
+    output: OutputDir,
     stage: String,
     format: Format,
     csv: CsvOptions,
     parquet: ParquetOptions,
+    /// The tag of this run's file names (`append` mode), set when the run begins.
+    tag: Mutex<Option<String>>,
     _t: PhantomData<fn(T)>,
 }
 
 impl<T> std::fmt::Debug for FileSink<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileSink")
-            .field("dir", &self.dir)
+            .field("dir", &self.output.dir)
+            .field("mode", &self.output.mode)
             .field("format", &self.format)
             .finish()
     }
@@ -333,18 +362,30 @@ impl<T: Serialize + DeserializeOwned + Data> FileSink<T> {
             return Err(cfg.error("parquet.row_group_size", "must be at least 1"));
         }
         // Refused here, when the job is built, rather than by the first subtask's `open`.
-        sink_dir::check(&options.path).map_err(|m| cfg.error("path", m))?;
+        let dir = cfg.resolve_path("path", &options.path);
+        sink_dir::check(&dir).map_err(|m| {
+            cfg.error(
+                "path",
+                format!("{m}{}", cfg.relative_note("path", &options.path)),
+            )
+        })?;
         let format = options.format.unwrap_or(Format::Jsonl);
         if format == Format::Parquet {
             // Fail at build time, not in the first write, when `T` has no Arrow schema.
             parquet::fields_of::<T>(cfg.stage())?;
         }
         Ok(FileSink {
-            dir: options.path,
+            output: OutputDir {
+                dir,
+                mode: options.mode,
+                key: format!("sinks.{}.path", cfg.stage()),
+                origin: cfg.origin_of("path"),
+            },
             stage: cfg.stage().to_string(),
             format,
             csv: options.csv,
             parquet: options.parquet,
+            tag: Mutex::new(None),
             _t: PhantomData,
         })
     }
@@ -354,41 +395,49 @@ impl<T: Serialize + DeserializeOwned + Data> FileSink<T> {
         Self::with_format(dir, Format::Jsonl)
     }
 
-    /// A sink writing `part-*.<ext>` files in `format` into `dir`, with default options.
+    /// A sink writing `part-*.<ext>` files in `format` into `dir`, with default options
+    /// (mode [`SinkMode::Error`]).
     pub fn with_format(dir: impl Into<PathBuf>, format: Format) -> Self {
+        let dir = dir.into();
         FileSink {
-            dir: dir.into(),
+            output: OutputDir {
+                key: "sinks.sink.path".into(),
+                origin: dir.display().to_string(),
+                dir,
+                mode: SinkMode::Error,
+            },
             stage: "sink".into(),
             format,
             csv: CsvOptions::default(),
             parquet: ParquetOptions::default(),
+            tag: Mutex::new(None),
             _t: PhantomData,
         }
     }
 
-    /// The final path of subtask `subtask`'s file.
+    /// The same sink with output mode `mode`.
+    pub fn with_mode(mut self, mode: SinkMode) -> Self {
+        self.output.mode = mode;
+        self
+    }
+
+    /// The final path of subtask `subtask`'s file in a job without checkpoints (outside
+    /// `append` mode).
     pub fn part_path(&self, subtask: usize) -> PathBuf {
-        self.dir
+        self.output
+            .dir
             .join(format!("part-{subtask:05}.{}", self.format.extension()))
     }
 }
 
-/// The subtask index of a part file name written in `format`.
-fn part_index(name: &str, format: Format) -> Option<usize> {
-    name.strip_prefix("part-")?
-        .strip_suffix(format.extension())?
-        .strip_suffix('.')?
-        .parse()
-        .ok()
-}
-
 impl<T: Serialize + DeserializeOwned + Data> FileSink<T> {
-    /// Opens a new in-progress file of `subtask`.
-    fn create(&self, subtask: usize) -> Result<(WriterFormat, PathBuf)> {
+    /// Opens a new in-progress file of `subtask`, whose names end with `suffix`.
+    fn create(&self, subtask: usize, suffix: &str) -> Result<(WriterFormat, PathBuf)> {
         let ext = self.format.extension();
         let temp = self
+            .output
             .dir
-            .join(format!(".part-{subtask:05}.{ext}.inprogress"));
+            .join(format!(".part-{subtask:05}{suffix}.{ext}.inprogress"));
         let file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
         let format = match self.format {
             Format::Jsonl => WriterFormat::Jsonl(JsonlWriter {
@@ -415,32 +464,31 @@ impl<T: Serialize + DeserializeOwned + Data> Sink for FileSink<T> {
     type Item = T;
     type Writer = FileWriter<T>;
 
-    fn open(&self, subtask: usize, parallelism: usize) -> Result<FileWriter<T>> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        if subtask == 0 {
-            // Part files of an earlier run with more subtasks would otherwise mix into this output.
-            let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if part_index(&name, self.format).is_some_and(|i| i >= parallelism) {
-                    std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
-                }
-            }
-        }
-        let current = Some(self.create(subtask)?);
+    fn open(&self, subtask: usize, _parallelism: usize) -> Result<FileWriter<T>> {
+        let tag = self.tag.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let suffix = output::suffix(tag.as_deref());
+        let dir = &self.output.dir;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let current = Some(self.create(subtask, &suffix)?);
+        let target = dir.join(format!(
+            "part-{subtask:05}{suffix}.{}",
+            self.format.extension()
+        ));
         Ok(FileWriter {
             sink: FileSink {
-                dir: self.dir.clone(),
+                output: self.output.clone(),
                 stage: self.stage.clone(),
                 format: self.format,
                 csv: self.csv.clone(),
                 parquet: self.parquet.clone(),
+                tag: Mutex::new(tag),
                 _t: PhantomData,
             },
             subtask,
+            suffix,
             current,
             written: false,
-            target: self.part_path(subtask),
+            target,
         })
     }
 
@@ -456,22 +504,13 @@ impl<T: Serialize + DeserializeOwned + Data> Sink for FileSink<T> {
         }
     }
 
-    fn discard_uncommitted(&self, keep: &[String]) -> Result<()> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io(&self.dir, e)),
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let path = entry.path();
-            let staged = name.starts_with(".part-") && name.ends_with(".pending");
-            let open = name.starts_with(".part-") && name.ends_with(".inprogress");
-            let kept = keep.iter().any(|k| Path::new(k) == path);
-            if (staged && !kept) || open {
-                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-            }
-        }
+    fn check_start(&self, start: &RunStart<'_>) -> Result<()> {
+        self.output.check_start(start)
+    }
+
+    fn begin(&self, start: &RunStart<'_>) -> Result<()> {
+        let tag = self.output.begin(start, &self.stage)?;
+        *self.tag.lock().unwrap_or_else(|p| p.into_inner()) = tag;
         Ok(())
     }
 }
@@ -500,6 +539,8 @@ impl WriterFormat {
 pub struct FileWriter<T> {
     sink: FileSink<T>,
     subtask: usize,
+    /// What the run's file names end with (`-{tag}` in `append` mode).
+    suffix: String,
     current: Option<(WriterFormat, PathBuf)>,
     /// Whether records went into `current`.
     written: bool,
@@ -508,7 +549,7 @@ pub struct FileWriter<T> {
 
 /// A writer dropped with a file still open belongs to a run that failed (or was stopped):
 /// nothing will finish that file, so it goes, and a failed run leaves no in-progress file behind.
-/// Staged (`.pending`) files are the checkpoint's business (see `discard_uncommitted`).
+/// Staged (`.pending`) files are the checkpoint's business (see [`Sink::begin`]).
 impl<T> Drop for FileWriter<T> {
     fn drop(&mut self) {
         if let Some((format, temp)) = self.current.take() {
@@ -525,7 +566,7 @@ impl<T: Serialize + DeserializeOwned + Data> SinkWriter<T> for FileWriter<T> {
             return Ok(());
         }
         if self.current.is_none() {
-            self.current = Some(self.sink.create(self.subtask)?);
+            self.current = Some(self.sink.create(self.subtask, &self.suffix)?);
         }
         self.written = true;
         let Some((format, temp)) = self.current.as_mut() else {
@@ -558,9 +599,9 @@ impl<T: Serialize + DeserializeOwned + Data> SinkWriter<T> for FileWriter<T> {
             return Ok(None);
         }
         let ext = self.sink.format.extension();
-        let staged = self.sink.dir.join(format!(
-            ".part-{:05}-{checkpoint:08}.{ext}.pending",
-            self.subtask
+        let staged = self.sink.output.dir.join(format!(
+            ".part-{:05}-{checkpoint:08}{}.{ext}.pending",
+            self.subtask, self.suffix
         ));
         std::fs::rename(&temp, &staged).map_err(|e| Error::io(&staged, e))?;
         Ok(Some(staged.display().to_string()))
@@ -627,12 +668,5 @@ mod tests {
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("bad.jsonl:250001:"), "{}", errors[0]);
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn part_names() {
-        assert_eq!(part_index("part-00003.jsonl", Format::Jsonl), Some(3));
-        assert_eq!(part_index("part-00003.parquet", Format::Jsonl), None);
-        assert_eq!(part_index(".part-00003.csv.inprogress", Format::Csv), None);
     }
 }

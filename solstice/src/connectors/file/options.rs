@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::core::connector::SinkMode;
 use serde::{Deserialize, Serialize};
 
 /// Record format of a file connector.
@@ -227,6 +228,9 @@ pub struct FileSinkOptions {
     /// Parquet settings.
     #[serde(default)]
     pub parquet: ParquetOptions,
+    /// What a new run does with part files already in `path` (default: refuse to start).
+    #[serde(default)]
+    pub mode: SinkMode,
 }
 
 impl FileSinkOptions {
@@ -237,12 +241,19 @@ impl FileSinkOptions {
             format: None,
             csv: CsvOptions::default(),
             parquet: ParquetOptions::default(),
+            mode: SinkMode::Error,
         }
     }
 
     /// Sets the record format.
     pub fn format(mut self, format: Format) -> Self {
         self.format = Some(format);
+        self
+    }
+
+    /// Sets what a new run does with part files already in the directory.
+    pub fn mode(mut self, mode: SinkMode) -> Self {
+        self.mode = mode;
         self
     }
 }

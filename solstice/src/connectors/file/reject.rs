@@ -48,7 +48,7 @@ impl Rejects {
                 return Err(cfg.error("dead_letter", "required with `on_error: skip`"))
             }
             (OnError::Skip, Some(path)) => Some(Arc::new(DeadLetter {
-                path: path.clone(),
+                path: cfg.resolve_path("dead_letter", path),
                 out: Mutex::new(None),
             })),
             (OnError::Fail, _) => None,

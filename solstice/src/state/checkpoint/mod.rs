@@ -436,7 +436,13 @@ mod tests {
     fn complete(store: &CheckpointStore, job: &str, n: u64) {
         let id = CheckpointId(n);
         let part = store
-            .write_part(job, id, "s", &key_group_part(0), codec::encode(&n).unwrap())
+            .write_part(
+                job,
+                id,
+                "s",
+                &key_group_part(0, 0),
+                codec::encode(&n).unwrap(),
+            )
             .unwrap();
         let mut manifest = Manifest::new(job, id, 1);
         manifest.add_part("s", 1, part);
@@ -456,7 +462,10 @@ mod tests {
             .collect();
         assert_eq!(
             paths,
-            ["job/chk-00000012/_manifest", "job/chk-00000012/s/kg-00000"]
+            [
+                "job/chk-00000012/_manifest",
+                "job/chk-00000012/s/kg-00000-00000"
+            ]
         );
     }
 
