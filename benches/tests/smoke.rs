@@ -104,7 +104,10 @@ fn checkpoint_measurements_run_at_tiny_size() {
             .expect("checkpointed run");
             assert!(!m.checkpoints.is_empty(), "at least the final checkpoint");
             let read: u64 = m.checkpoints.iter().map(|c| c.records).sum();
-            assert_eq!(read, records, "{every:?}: the checkpoints account for every record");
+            assert_eq!(
+                read, records,
+                "{every:?}: the checkpoints account for every record"
+            );
         }
     }
     // The restart measurement needs a job that outlives its first checkpoint: it runs at

@@ -222,7 +222,7 @@ pub enum Error {
 
     /// A sink's output already holds data that the run starting does not account for (an
     /// earlier run's, another job's), and its mode says to refuse (`sinks.<stage>.mode`).
-    #[error("{key}: {message} (config {origin})")]
+    #[error("{key}: {message} (from {origin})")]
     OutputExists {
         /// The config key of the output, `sinks.<stage>.path`.
         key: String,

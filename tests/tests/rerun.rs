@@ -230,7 +230,7 @@ fn a_foreign_part_file_is_refused_unless_the_mode_says_otherwise() {
             "already holds 1 part file(s) not written by job `totals` (part-00000.jsonl)",
             "`sinks.out.mode: overwrite`",
             "`append`",
-            "(config test.yaml)",
+            "(from test.yaml)",
         ] {
             assert!(text.contains(part), "`{part}` missing from: {text}");
         }
