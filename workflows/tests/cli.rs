@@ -25,6 +25,24 @@ fn lines(path: &Path) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }
 
+/// The lines of every part file in sink directory `dir`, sorted.
+fn published(dir: &Path) -> Vec<String> {
+    let mut got = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("part-")
+        {
+            got.extend(lines(&path));
+        }
+    }
+    got.sort();
+    got
+}
+
 /// Each user's sequence of running totals, in output order.
 fn per_user(lines: &[String]) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -100,19 +118,7 @@ fn launcher_lists_and_runs_workflows() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("job `wc1` finished"));
     // One final count per word, each written once (the parts split the words between them).
-    let mut got = Vec::new();
-    for entry in std::fs::read_dir(tmp.path().join("counts")).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("part-")
-        {
-            got.extend(lines(&path));
-        }
-    }
-    got.sort();
+    let got = published(&tmp.path().join("counts"));
     let expected = lines(&root().join("workflows/data/wordcount.expected.jsonl"));
     assert_eq!(got, expected);
 
@@ -282,22 +288,7 @@ fn a_rerun_is_refused_and_fresh_starts_over() {
     for s in &sets {
         args.extend(["--set", s]);
     }
-    let published = || -> Vec<String> {
-        let mut got = Vec::new();
-        for entry in std::fs::read_dir(&out).unwrap() {
-            let path = entry.unwrap().path();
-            if path
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("part-")
-            {
-                got.extend(lines(&path));
-            }
-        }
-        got.sort();
-        got
-    };
+    let published = || published(&out);
     let mut expected = lines(&root().join("workflows/data/simple_etl.expected.jsonl"));
     expected.sort();
 
