@@ -21,7 +21,8 @@ impl std::fmt::Debug for Runner {
 }
 
 impl Runner {
-    /// Takes a checkpoint now (after the one in flight, if any) and waits until it is complete.
+    /// Takes a checkpoint now (triggered after this call, not one already in flight) and waits
+    /// until it is complete.
     /// Fails when the job takes no checkpoints, when the checkpoint fails, or when the job ends
     /// first.
     pub fn trigger_checkpoint(&self) -> Result<CheckpointId> {
@@ -31,9 +32,9 @@ impl Runner {
                 reason: "the job takes no checkpoints (no `job.checkpoint`)".into(),
             });
         }
-        let seen = self.triggers.request();
+        let request = self.triggers.request();
         let done = || self.handle.as_ref().map_or(true, |h| h.is_finished());
-        self.triggers.wait_after(seen, done)
+        self.triggers.wait_after(request, done)
     }
 
     /// Waits for the job to end.

@@ -5,9 +5,9 @@
 //! background, and the tasks' acknowledgements. When every task has taken its snapshot and every
 //! part is durable, it writes the manifest (create-only), publishes the sinks' staged
 //! transactions, and then, off the checkpoint's path (when no checkpoint is due, and at the end),
-//! prunes old checkpoints. One regular checkpoint is in flight at a time; one
-//! that fails (an upload error, the job draining before every task saw the barrier) is abandoned
-//! with a warning and the job goes on.
+//! prunes old checkpoints. One regular checkpoint aligns at a time, and one commits, on a thread
+//! of its own, while the next may align; one that fails (an upload error, the job draining
+//! before every task saw the barrier) is abandoned with a warning and the job goes on.
 //!
 //! The end of a bounded stream is the final checkpoint: each task reports its last snapshot
 //! under [`Coordinator::final_id`] when its input ends, and [`Coordinator::finish`] commits it
@@ -72,40 +72,53 @@ impl Failure {
     }
 }
 
-/// Checkpoints asked for on demand (`Runner::trigger_checkpoint`) and the outcome of each
-/// checkpoint taken since, shared by the job's runs (restarts included).
+/// Checkpoints asked for on demand (`Runner::trigger_checkpoint`), and the outcome of the
+/// latest checkpoint taken to serve them, shared by the job's runs (restarts included).
+///
+/// Requests are numbered; a checkpoint triggered by requests serves every request made before
+/// its trigger, and a request's caller waits for the outcome of a checkpoint serving it (not of
+/// one already in flight when it asked).
 #[derive(Debug, Default)]
 pub(crate) struct Triggers {
     requested: AtomicBool,
-    /// Outcomes reported, counted, and the last one.
+    /// Requests made so far.
+    requests: AtomicU64,
+    /// The highest request served, and the outcome of the checkpoint that served it.
     outcomes: Mutex<(u64, Option<Outcome>)>,
     reported: Condvar,
 }
 
 impl Triggers {
-    /// Asks for a checkpoint; returns the count of outcomes so far, to wait for a later one.
+    /// Asks for a checkpoint; returns the request's number, to wait for its outcome.
     pub(crate) fn request(&self) -> u64 {
-        let seen = self.outcomes.lock().unwrap_or_else(|p| p.into_inner()).0;
+        let number = self.requests.fetch_add(1, Ordering::AcqRel) + 1;
         self.requested.store(true, Ordering::Release);
-        seen
+        number
     }
 
-    fn take_request(&self) -> bool {
-        self.requested.swap(false, Ordering::AcqRel)
+    /// If checkpoints were asked for: the number of the last request the checkpoint about to
+    /// be triggered serves.
+    fn take_request(&self) -> Option<u64> {
+        self.requested
+            .swap(false, Ordering::AcqRel)
+            .then(|| self.requests.load(Ordering::Acquire))
     }
 
-    fn report(&self, outcome: Outcome) {
+    /// Reports the outcome of a checkpoint that served the requests up to `served`.
+    fn report(&self, served: u64, outcome: Outcome) {
         let mut guard = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
-        guard.0 += 1;
-        guard.1 = Some(outcome);
-        self.reported.notify_all();
+        if served > guard.0 {
+            *guard = (served, Some(outcome));
+            self.reported.notify_all();
+        }
     }
 
-    /// Waits until an outcome after the `seen`-th is reported, or `done()` says the job ended.
-    pub(crate) fn wait_after(&self, seen: u64, done: impl Fn() -> bool) -> Result<CheckpointId> {
+    /// Waits for the outcome of a checkpoint serving request `number`, or until `done()` says
+    /// the job ended.
+    pub(crate) fn wait_after(&self, number: u64, done: impl Fn() -> bool) -> Result<CheckpointId> {
         let mut guard = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if guard.0 > seen {
+            if guard.0 >= number {
                 if let Some(outcome) = &guard.1 {
                     return outcome.clone().map_err(Failure::error);
                 }
@@ -147,6 +160,19 @@ impl Inflight {
     }
 }
 
+/// A checkpoint every task took its snapshot of, on its way to the committing thread.
+struct Aligned {
+    inflight: Inflight,
+    /// When it was triggered.
+    started: Instant,
+    /// From the trigger until the last task's snapshot.
+    alignment: Duration,
+    /// Records read since the previous checkpoint's trigger.
+    records: u64,
+    /// The last on-demand request it serves, if it was asked for.
+    served: Option<u64>,
+}
+
 struct State {
     regular: Option<Inflight>,
     last: Option<Inflight>,
@@ -177,8 +203,11 @@ pub(crate) struct Coordinator<'a> {
     records_due: AtomicU64,
     /// A checkpoint was committed since the last prune.
     prune_due: AtomicBool,
-    /// The sources' record count when the last completed checkpoint was triggered.
+    /// The sources' record count when the last checkpoint was triggered.
     records_at_trigger: AtomicU64,
+    /// Records of checkpoints that were triggered but not completed, counted in the next one
+    /// that completes.
+    records_carried: AtomicU64,
     completed: AtomicU64,
     stats: Mutex<Vec<CheckpointStats>>,
     state: Mutex<State>,
@@ -242,6 +271,7 @@ impl<'a> Coordinator<'a> {
             records_due: AtomicU64::new(records_due),
             prune_due: AtomicBool::new(false),
             records_at_trigger: AtomicU64::new(0),
+            records_carried: AtomicU64::new(0),
             completed: AtomicU64::new(last_completed),
             stats: Mutex::new(Vec::new()),
             state: Mutex::new(State {
@@ -259,19 +289,46 @@ impl<'a> Coordinator<'a> {
     /// Runs until `stop` is set. `tasks` is the number of tasks of the job; `live` counts those
     /// not finished. Once the end of the input is reached anywhere, only the final checkpoint
     /// remains to be taken.
+    ///
+    /// A checkpoint whose every task has taken its snapshot is committed (its uploads awaited,
+    /// its manifest written, its sinks' output published) on a thread of its own, while this one
+    /// may trigger the next: at most one checkpoint aligns and one commits at a time, and they
+    /// commit in id order.
     pub(crate) fn run(&self, tasks: usize, live: &AtomicUsize, stop: &AtomicBool) {
+        // A rendezvous channel: handing over waits until the previous commit is done.
+        let (to_commit, commits) = crossbeam_channel::bounded::<Aligned>(0);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                for aligned in commits {
+                    self.complete(aligned);
+                }
+            });
+            self.trigger_loop(tasks, live, stop, &to_commit);
+            drop(to_commit);
+        });
+    }
+
+    fn trigger_loop(
+        &self,
+        tasks: usize,
+        live: &AtomicUsize,
+        stop: &AtomicBool,
+        to_commit: &crossbeam_channel::Sender<Aligned>,
+    ) {
         let mut last_time = Instant::now();
         let mut last_records = 0;
+        let wait = || {
+            let guard = self.lock();
+            let _ = self.changed.wait_timeout(guard, Duration::from_millis(5));
+        };
         while !stop.load(Ordering::Acquire) {
-            {
-                let guard = self.lock();
-                let _ = self.changed.wait_timeout(guard, Duration::from_millis(5));
-            }
             if self.final_id.load(Ordering::Acquire) != 0 || live.load(Ordering::Acquire) < tasks {
+                wait();
                 continue;
             }
             let records = self.records.load(Ordering::Relaxed);
-            let due = self.triggers.take_request()
+            let served = self.triggers.take_request();
+            let due = served.is_some()
                 || self
                     .schedule
                     .interval
@@ -282,41 +339,75 @@ impl<'a> Coordinator<'a> {
                     .is_some_and(|n| records.saturating_sub(last_records) >= n);
             if !due {
                 self.prune();
+                wait();
                 continue;
             }
             last_time = Instant::now();
-            // Since the last checkpoint completed: an abandoned one's records count in the next.
-            let since = records - self.records_at_trigger.load(Ordering::Relaxed);
+            let since = records - last_records;
             last_records = records;
+            self.records_at_trigger.store(records, Ordering::Relaxed);
             if let Some(n) = self.schedule.interval_records {
                 self.records_due
                     .store(records.saturating_add(n), Ordering::Relaxed);
             }
             // Ids only grow: the barriers of an abandoned checkpoint may still be in flight.
             let id = self.last_id.fetch_add(1, Ordering::AcqRel) + 1;
-            let outcome = match self.regular(id, tasks, live, stop) {
-                Ok(Some((bytes, alignment))) => {
-                    self.records_at_trigger.store(records, Ordering::Relaxed);
-                    self.log_complete(id, last_time, alignment, bytes, since);
-                    Ok(CheckpointId(id))
+            match self.align(id, tasks, live, stop) {
+                Some(inflight) => {
+                    let aligned = Aligned {
+                        inflight,
+                        started: last_time,
+                        alignment: last_time.elapsed(),
+                        records: since,
+                        served,
+                    };
+                    if let Err(unsent) = to_commit.send(aligned) {
+                        // The committing thread is gone (it cannot be while this one runs).
+                        self.complete(unsent.into_inner());
+                    }
                 }
-                Ok(None) => Err(Failure {
+                None => {
+                    // Its records count in the next checkpoint that completes.
+                    self.records_carried.fetch_add(since, Ordering::Relaxed);
+                    if let Some(served) = served {
+                        let reason = "the job is ending".to_string();
+                        let failure = Failure {
+                            id: Some(id),
+                            reason,
+                        };
+                        self.triggers.report(served, Err(failure));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Commits an aligned checkpoint and reports the outcome.
+    fn complete(&self, aligned: Aligned) {
+        let id = aligned.inflight.id;
+        let served = aligned.served;
+        let outcome = match self.commit(aligned.inflight) {
+            Ok(bytes) => {
+                let records = aligned.records + self.records_carried.swap(0, Ordering::Relaxed);
+                self.log_complete(id, aligned.started, aligned.alignment, bytes, records);
+                Ok(CheckpointId(id))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    job = %self.job,
+                    checkpoint = %CheckpointId(id),
+                    "checkpoint failed, the job goes on: {e}"
+                );
+                self.records_carried
+                    .fetch_add(aligned.records, Ordering::Relaxed);
+                Err(Failure {
                     id: Some(id),
-                    reason: "the job is ending".into(),
-                }),
-                Err(e) => {
-                    tracing::warn!(
-                        job = %self.job,
-                        checkpoint = %CheckpointId(id),
-                        "checkpoint failed, the job goes on: {e}"
-                    );
-                    Err(Failure {
-                        id: Some(id),
-                        reason: e.to_string(),
-                    })
-                }
-            };
-            self.triggers.report(outcome);
+                    reason: e.to_string(),
+                })
+            }
+        };
+        if let Some(served) = served {
+            self.triggers.report(served, outcome);
         }
     }
 
@@ -353,28 +444,28 @@ impl<'a> Coordinator<'a> {
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Takes regular checkpoint `id` and returns its size and alignment time: `Ok(None)` if
-    /// the job started draining before every task saw the barrier.
-    fn regular(
+    /// Starts regular checkpoint `id` and waits until every task has taken its snapshot;
+    /// `None` if the job started draining first (the checkpoint is abandoned).
+    fn align(
         &self,
         id: u64,
         tasks: usize,
         live: &AtomicUsize,
         stop: &AtomicBool,
-    ) -> Result<Option<(u64, Duration)>> {
-        let started = Instant::now();
+    ) -> Option<Inflight> {
         self.lock().regular = Some(Inflight::new(id));
         self.requested.store(id, Ordering::Release);
         let mut guard = self.lock();
         loop {
             let acks = guard.regular.as_ref().map_or(0, |f| f.acked.len());
             if acks == tasks {
-                break;
+                // Every part was handed over before its task's acknowledgement.
+                return guard.regular.take();
             }
             let draining = self.final_id.load(Ordering::Acquire) != 0;
             if stop.load(Ordering::Acquire) || live.load(Ordering::Acquire) < tasks || draining {
                 guard.regular = None;
-                return Ok(None);
+                return None;
             }
             guard = self
                 .changed
@@ -382,13 +473,6 @@ impl<'a> Coordinator<'a> {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
-        let inflight = guard
-            .regular
-            .take()
-            .ok_or_else(|| Error::Internal("checkpoint state vanished".into()))?;
-        drop(guard);
-        let alignment = started.elapsed();
-        self.commit(inflight).map(|bytes| Some((bytes, alignment)))
     }
 
     /// Waits for the uploads of `inflight`, writes its manifest, publishes its sink
@@ -558,5 +642,33 @@ impl Checkpoints for Coordinator<'_> {
             inflight.acked.insert(task);
         }
         self.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_waits_for_a_checkpoint_triggered_after_it() {
+        let triggers = Triggers::default();
+        let first = triggers.request();
+        assert_eq!(triggers.take_request(), Some(first));
+        assert_eq!(triggers.take_request(), None, "taken once");
+        // Asked while the checkpoint serving `first` is still in flight.
+        let second = triggers.request();
+        triggers.report(first, Ok(CheckpointId(7)));
+        // `done` says the job ended at the first look: only an outcome already there that
+        // serves the request is returned.
+        let ended = || true;
+        assert_eq!(triggers.wait_after(first, ended).unwrap(), CheckpointId(7));
+        let e = triggers.wait_after(second, ended).unwrap_err();
+        assert!(e.to_string().contains("ended before"), "{e}");
+        assert_eq!(triggers.take_request(), Some(second));
+        triggers.report(second, Ok(CheckpointId(8)));
+        assert_eq!(triggers.wait_after(second, ended).unwrap(), CheckpointId(8));
+        // An outcome serving older requests only never overwrites a newer one.
+        triggers.report(first, Ok(CheckpointId(9)));
+        assert_eq!(triggers.wait_after(second, ended).unwrap(), CheckpointId(8));
     }
 }
