@@ -106,7 +106,8 @@ fn checkpoint_measurements_run_at_tiny_size() {
             let read: u64 = m.checkpoints.iter().map(|c| c.records).sum();
             assert_eq!(
                 read, records,
-                "{every:?}: the checkpoints account for every record"
+                "{every:?}: the checkpoints account for every record: {:?}",
+                m.checkpoints
             );
         }
     }

@@ -537,8 +537,10 @@ impl<'a> Coordinator<'a> {
         }
         let id = inflight.id;
         let bytes = self.commit(inflight)?;
-        let records =
-            self.records.load(Ordering::Relaxed) - self.records_at_trigger.load(Ordering::Relaxed);
+        // Since the last trigger, and what triggered checkpoints that did not complete read.
+        let records = self.records.load(Ordering::Relaxed)
+            - self.records_at_trigger.load(Ordering::Relaxed)
+            + self.records_carried.swap(0, Ordering::Relaxed);
         self.log_complete(id, started, Duration::ZERO, bytes, records);
         self.prune();
         Ok(())
