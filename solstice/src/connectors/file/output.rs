@@ -20,6 +20,7 @@
 //!
 //! Either way, staging files the run does not keep are removed.
 
+use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
@@ -102,9 +103,9 @@ struct Found {
 impl Found {
     /// The part files of job `job`'s lineage (per the marker); with `checkpointed`, only those
     /// a checkpoint published.
-    fn lineage(&self, job: &str, checkpointed: bool) -> Vec<&str> {
+    fn lineage(&self, job: &str, checkpointed: bool) -> HashSet<&str> {
         let Some(marker) = self.marker.as_ref().filter(|m| m.job == job) else {
-            return Vec::new();
+            return HashSet::new();
         };
         self.parts
             .iter()
@@ -211,7 +212,7 @@ impl OutputDir {
                     _ if !fresh && !own.is_empty() => format!("not all written by job `{job}`"),
                     _ => format!("not written by job `{job}`"),
                 };
-                let accounted = if fresh { own } else { Vec::new() };
+                let accounted = if fresh { own } else { HashSet::new() };
                 (accounted, whose, !fresh && all_own)
             }
             RunStart::Restore { checkpoint, .. } => (
@@ -226,7 +227,7 @@ impl OutputDir {
             .parts
             .iter()
             .map(|(n, _)| n.as_str())
-            .filter(|n| !accounted.contains(n))
+            .filter(|n| !accounted.contains(*n))
             .collect();
         if others.is_empty() {
             return Ok(());
@@ -292,12 +293,12 @@ impl OutputDir {
                 let tag = found.marker.as_ref().and_then(|m| m.tag.clone());
                 let lineage = found.lineage(job, true);
                 for (name, parsed) in &found.parts {
-                    let after = lineage.contains(&name.as_str())
+                    let after = lineage.contains(name.as_str())
                         && parsed
                             .as_ref()
                             .and_then(|p| p.checkpoint)
                             .is_some_and(|c| c > checkpoint);
-                    let foreign = !lineage.contains(&name.as_str());
+                    let foreign = !lineage.contains(name.as_str());
                     if after || (foreign && self.mode == SinkMode::Overwrite) {
                         remove.push(name);
                     }
