@@ -34,9 +34,10 @@ pub struct CheckpointStats {
     /// complete: its manifest written and the sinks' output it staged published.
     pub duration: Duration,
     /// The part of `duration` until every task had taken its snapshot: the barriers' travel
-    /// behind the records buffered between tasks (up to `job.channel_capacity` batches per
-    /// channel), which grows with what is in flight, not with the state. Zero for the final
-    /// checkpoint. What remains of `duration` is the cost of writing the state.
+    /// behind the records buffered between tasks, and each task's snapshot on the way, e.g. a
+    /// file sink closing and syncing the file it stages (which grows with the output written
+    /// since the previous checkpoint, not with the state). Zero for the final checkpoint. What
+    /// remains of `duration` is waiting for the state's uploads, the manifest and publishing.
     pub alignment: Duration,
     /// Bytes of its parts.
     pub bytes: u64,
