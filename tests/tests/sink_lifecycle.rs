@@ -1,6 +1,7 @@
 //! One sink writer lifecycle, with and without checkpoints: `write_batch`*, `pre_commit` at each
-//! checkpoint (the end of the stream being the final one), then `finish` exactly once. A sink
-//! written from the docs, which completes its output in `finish`, loses nothing either way.
+//! checkpoint (the end of the stream being the final one), then `finish` exactly once; each
+//! staged transaction is persisted before it is committed. A sink written from the docs, which
+//! completes its output in `finish`, loses nothing either way.
 
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +22,10 @@ enum Call {
 struct Recording {
     calls: Arc<Mutex<Vec<Vec<Call>>>>,
     sums: Arc<Mutex<Vec<u64>>>,
+    /// Transactions `persist` was called for, in order.
+    persisted: Arc<Mutex<Vec<String>>>,
+    /// Transactions committed, and whether each had been persisted by then.
+    committed: Arc<Mutex<Vec<(String, bool)>>>,
 }
 
 impl Sink for Recording {
@@ -37,6 +42,25 @@ impl Sink for Recording {
             subtask,
             sum: 0,
         })
+    }
+
+    fn persist(&self, transaction: &str) -> Result<()> {
+        self.persisted.lock().unwrap().push(transaction.to_string());
+        Ok(())
+    }
+
+    fn commit(&self, transaction: &str) -> Result<()> {
+        let persisted = self
+            .persisted
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|t| t == transaction);
+        self.committed
+            .lock()
+            .unwrap()
+            .push((transaction.to_string(), persisted));
+        Ok(())
     }
 }
 
@@ -67,7 +91,7 @@ impl SinkWriter<u64> for RecordingWriter {
 
     fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<String>> {
         self.log(Call::PreCommit(checkpoint));
-        Ok(None)
+        Ok(Some(format!("{}-{checkpoint}", self.subtask)))
     }
 }
 
@@ -130,6 +154,17 @@ fn check(sink: &Recording, checkpoints: bool) {
     }
     let sums = sink.sums.lock().unwrap();
     assert_eq!(sums.iter().sum::<u64>(), N * (N - 1) / 2, "no data lost");
+    let committed = sink.committed.lock().unwrap();
+    if checkpoints {
+        // Both subtasks' transactions of the final checkpoint at least.
+        assert!(committed.len() >= 2, "{committed:?}");
+        assert!(
+            committed.iter().all(|(_, persisted)| *persisted),
+            "committed before persisted: {committed:?}"
+        );
+    } else {
+        assert!(committed.is_empty(), "{committed:?}");
+    }
 }
 
 #[test]

@@ -79,6 +79,16 @@ pub trait Sink: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Makes a transaction that a writer's [`SinkWriter::pre_commit`] staged durable. Called
+    /// for each transaction of a checkpoint before the checkpoint's manifest is written, on the
+    /// coordinator's committing thread while the state's uploads run, so that `pre_commit`, on
+    /// the barrier's path, need not wait for the disk. A transaction a previous checkpoint
+    /// listed too may be published already by then: that is not an error. The default does
+    /// nothing (for writers whose `pre_commit` makes its output durable itself).
+    fn persist(&self, _transaction: &str) -> Result<()> {
+        Ok(())
+    }
+
     /// Before a run begins, for every sink, before any of them is [begun](Sink::begin): refuses
     /// a start that would mix the run's output with output already there that `start` does not
     /// account for (an earlier run's, another job's), naming what it found and the ways on.
@@ -177,8 +187,9 @@ pub trait SinkWriter<T>: Send + 'static {
     fn finish(&mut self) -> Result<()>;
 
     /// Checkpoint `checkpoint` (in a job that takes checkpoints, the end of the stream is one
-    /// too, the final one, followed by [`finish`](SinkWriter::finish)): makes everything
-    /// written since the previous one durable but not yet visible, and returns the transaction
+    /// too, the final one, followed by [`finish`](SinkWriter::finish)): stages everything
+    /// written since the previous one, not yet visible (durable by itself, or once
+    /// [`Sink::persist`] has run), and returns the transaction
     /// that [`Sink::commit`] publishes once the checkpoint is complete. The default stages
     /// nothing: what was written becomes visible as the writer writes it or at `finish`
     /// (at-least-once sinks).

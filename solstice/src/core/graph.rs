@@ -53,6 +53,7 @@ pub(crate) trait ErasedOp: Send {
 pub(crate) trait ErasedSink: Send + Sync {
     fn open(&self, ctx: &SubtaskCtx) -> Result<AnyBox>;
     fn commit(&self, transaction: &str) -> Result<()>;
+    fn persist(&self, transaction: &str) -> Result<()>;
     fn check_start(&self, start: &RunStart<'_>) -> Result<()>;
     fn begin(&self, start: &RunStart<'_>) -> Result<()>;
 }

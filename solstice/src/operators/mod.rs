@@ -421,6 +421,10 @@ impl<S: Sink + Sync> ErasedSink for SinkNode<S> {
         self.0.commit(transaction)
     }
 
+    fn persist(&self, transaction: &str) -> Result<()> {
+        self.0.persist(transaction)
+    }
+
     fn check_start(&self, start: &RunStart<'_>) -> Result<()> {
         self.0.check_start(start)
     }

@@ -34,10 +34,13 @@ pub struct CheckpointStats {
     /// complete: its manifest written and the sinks' output it staged published.
     pub duration: Duration,
     /// The part of `duration` until every task had taken its snapshot: the barriers' travel
-    /// behind the records buffered between tasks, and each task's snapshot on the way, e.g. a
-    /// file sink closing and syncing the file it stages (which grows with the output written
-    /// since the previous checkpoint, not with the state). Zero for the final checkpoint. What
-    /// remains of `duration` is waiting for the state's uploads, the manifest and publishing.
+    /// behind the records buffered between tasks, and each task's snapshot on the way (a file
+    /// sink closes the file it stages). Zero for the final checkpoint. What remains of
+    /// `duration` is making the sinks' staged output durable ([`Sink::persist`], which grows
+    /// with the output written since the previous checkpoint) while the state's parts upload,
+    /// the manifest, and publishing.
+    ///
+    /// [`Sink::persist`]: crate::core::connector::Sink::persist
     pub alignment: Duration,
     /// Bytes of its parts.
     pub bytes: u64,
@@ -487,6 +490,12 @@ impl<'a> Coordinator<'a> {
         let started = Instant::now();
         let mut manifest = Manifest::new(self.job.clone(), CheckpointId(id), self.key_groups);
         manifest.end_of_input = id == self.final_id.load(Ordering::Acquire);
+        // The sinks' staged output is made durable while the state's parts upload.
+        for (stage, transaction) in &inflight.transactions {
+            if let Some(sink) = self.sinks.get(*stage).copied().flatten() {
+                sink.persist(transaction)?;
+            }
+        }
         let mut bytes = 0;
         let parts = inflight.uploads.len();
         for (stage, upload) in inflight.uploads {

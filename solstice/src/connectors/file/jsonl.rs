@@ -239,11 +239,15 @@ impl JsonlWriter {
         Ok(())
     }
 
-    pub(crate) fn finish(&mut self, temp: &Path) -> Result<()> {
+    /// Flushes the file, and with `sync` makes it durable.
+    pub(crate) fn finish(&mut self, temp: &Path, sync: bool) -> Result<()> {
         self.out.flush().map_err(|e| Error::io(temp, e))?;
-        self.out
-            .get_ref()
-            .sync_all()
-            .map_err(|e| Error::io(temp, e))
+        if sync {
+            self.out
+                .get_ref()
+                .sync_all()
+                .map_err(|e| Error::io(temp, e))?;
+        }
+        Ok(())
     }
 }

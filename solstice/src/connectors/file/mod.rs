@@ -504,6 +504,22 @@ impl<T: Serialize + DeserializeOwned + Data> Sink for FileSink<T> {
         }
     }
 
+    /// Syncs the staged file: the writer closed it without waiting for the disk. A transaction
+    /// also listed by a later checkpoint may be published (and synced) already.
+    fn persist(&self, transaction: &str) -> Result<()> {
+        let staged = Path::new(transaction);
+        match File::open(staged).and_then(|f| f.sync_all()) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && published(staged).is_some_and(|p| p.exists()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(Error::io(staged, e)),
+        }
+    }
+
     fn check_start(&self, start: &RunStart<'_>) -> Result<()> {
         self.output.check_start(start)
     }
@@ -522,11 +538,13 @@ enum WriterFormat {
 }
 
 impl WriterFormat {
-    fn close(&mut self, temp: &Path) -> Result<()> {
+    /// Completes the file; with `sync`, durably (staged files are made durable later, by
+    /// [`Sink::persist`], off the writer's thread).
+    fn close(&mut self, temp: &Path, sync: bool) -> Result<()> {
         match self {
-            WriterFormat::Jsonl(w) => w.finish(temp),
-            WriterFormat::Csv(w) => w.finish(temp),
-            WriterFormat::Parquet(w) => w.finish(temp),
+            WriterFormat::Jsonl(w) => w.finish(temp, sync),
+            WriterFormat::Csv(w) => w.finish(temp, sync),
+            WriterFormat::Parquet(w) => w.finish(temp, sync),
         }
     }
 }
@@ -582,7 +600,7 @@ impl<T: Serialize + DeserializeOwned + Data> SinkWriter<T> for FileWriter<T> {
 
     fn finish(&mut self) -> Result<()> {
         if let Some((mut format, temp)) = self.current.take() {
-            format.close(&temp)?;
+            format.close(&temp, true)?;
             std::fs::rename(&temp, &self.target).map_err(|e| Error::io(&self.target, e))?;
         }
         Ok(())
@@ -592,7 +610,7 @@ impl<T: Serialize + DeserializeOwned + Data> SinkWriter<T> for FileWriter<T> {
         let Some((mut format, temp)) = self.current.take() else {
             return Ok(None);
         };
-        format.close(&temp)?;
+        format.close(&temp, false)?;
         if !std::mem::take(&mut self.written) {
             // Nothing since the last checkpoint: no empty file to publish.
             std::fs::remove_file(&temp).map_err(|e| Error::io(&temp, e))?;

@@ -269,13 +269,17 @@ impl ParquetWriter {
             .map_err(|e| Error::io(temp, std::io::Error::other(e)))
     }
 
-    pub(crate) fn finish(&mut self, temp: &Path) -> Result<()> {
+    /// Writes the footer, and with `sync` makes the file durable.
+    pub(crate) fn finish(&mut self, temp: &Path, sync: bool) -> Result<()> {
         let Some(out) = self.out.take() else {
             return Ok(());
         };
         let file = out
             .into_inner()
             .map_err(|e| Error::io(temp, std::io::Error::other(e)))?;
-        file.sync_all().map_err(|e| Error::io(temp, e))
+        if sync {
+            file.sync_all().map_err(|e| Error::io(temp, e))?;
+        }
+        Ok(())
     }
 }
