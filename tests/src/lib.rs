@@ -49,8 +49,7 @@ pub fn read_parts<T: DeserializeOwned>(dir: &Path) -> Vec<T> {
     out
 }
 
-/// The marker a file sink keeps in its directory (naming the job that wrote it).
-pub const SINK_MARKER: &str = ".solstice-sink.json";
+pub use solstice::connectors::file::SINK_MARKER;
 
 /// Every record a sink directory publishes (its visible JSON-lines files), sorted, and the names
 /// of the hidden files left in it (staged or in-progress output; not the sink's marker). A

@@ -275,7 +275,7 @@ fn sigkill_and_restore_gives_exactly_the_failure_free_output() {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             // The sink's marker stays: it names the job whose output the directory holds.
-            .filter(|name| name.starts_with('.') && name != ".solstice-sink.json")
+            .filter(|name| name.starts_with('.') && name != solstice::connectors::file::SINK_MARKER)
             .collect();
         assert!(
             staged.is_empty(),

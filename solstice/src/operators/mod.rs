@@ -323,22 +323,13 @@ where
         let mut state = KeyedState::for_range(groups.clone());
         if let Some(checkpoint) = &ctx.restore {
             // The parts whose key groups overlap this subtask's, whichever subtask wrote them.
-            let parts = checkpoint
-                .manifest()
-                .stages
-                .get(&ctx.name)
-                .map(|s| s.parts.as_slice())
-                .unwrap_or_default();
-            for part in parts {
+            for part in checkpoint.parts(&ctx.name) {
                 let overlaps = key_groups_of_part(&part.name)
                     .is_some_and(|r| *r.start() < groups.end && *r.end() >= groups.start);
                 if overlaps {
                     let bytes = checkpoint.read_part(&ctx.name, &part.name)?;
                     state.restore_part(&part.name, &bytes).map_err(|e| {
-                        Error::CorruptCheckpoint {
-                            path: format!("{} {}/{}", checkpoint.id(), ctx.name, part.name),
-                            reason: e.to_string(),
-                        }
+                        checkpoint.corrupt_part(&ctx.name, &part.name, e.to_string())
                     })?;
                 }
             }

@@ -320,7 +320,6 @@ impl<'a> Coordinator<'a> {
         to_commit: &crossbeam_channel::Sender<Aligned>,
     ) {
         let mut last_time = Instant::now();
-        let mut last_records = 0;
         let wait = || {
             let guard = self.lock();
             let _ = self.changed.wait_timeout(guard, Duration::from_millis(5));
@@ -331,24 +330,20 @@ impl<'a> Coordinator<'a> {
                 continue;
             }
             let records = self.records.load(Ordering::Relaxed);
+            let since = records - self.records_at_trigger.load(Ordering::Relaxed);
             let served = self.triggers.take_request();
             let due = served.is_some()
                 || self
                     .schedule
                     .interval
                     .is_some_and(|i| last_time.elapsed() >= i)
-                || self
-                    .schedule
-                    .interval_records
-                    .is_some_and(|n| records.saturating_sub(last_records) >= n);
+                || self.schedule.interval_records.is_some_and(|n| since >= n);
             if !due {
                 self.prune();
                 wait();
                 continue;
             }
             last_time = Instant::now();
-            let since = records - last_records;
-            last_records = records;
             self.records_at_trigger.store(records, Ordering::Relaxed);
             if let Some(n) = self.schedule.interval_records {
                 self.records_due

@@ -174,14 +174,8 @@ impl Supervisor<'_> {
             if !matches!(node.imp, NodeImpl::Sink(_)) {
                 continue;
             }
-            let mut transactions = Vec::new();
-            if let Some(stage) = checkpoint.manifest().stages.get(&node.name) {
-                for part in &stage.parts {
-                    let t: Vec<String> = checkpoint.decode_part(&node.name, &part.name)?;
-                    transactions.extend(t);
-                }
-            }
-            out.insert(id, transactions);
+            let parts: Vec<Vec<String>> = checkpoint.decode_stage(&node.name)?;
+            out.insert(id, parts.concat());
         }
         Ok(out)
     }
@@ -313,14 +307,8 @@ impl Supervisor<'_> {
             if node.kind != StageKind::Source {
                 continue;
             }
-            let mut merged = Positions::new();
-            if let Some(stage) = checkpoint.manifest().stages.get(&node.name) {
-                for part in &stage.parts {
-                    let p: Positions = checkpoint.decode_part(&node.name, &part.name)?;
-                    merged.extend(p);
-                }
-            }
-            out.insert(id, Arc::new(merged));
+            let parts: Vec<Positions> = checkpoint.decode_stage(&node.name)?;
+            out.insert(id, Arc::new(parts.into_iter().flatten().collect()));
         }
         Ok(out)
     }

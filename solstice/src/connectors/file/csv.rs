@@ -245,12 +245,6 @@ impl CsvWriter {
     /// Flushes the file, and with `sync` makes it durable.
     pub(crate) fn finish(&mut self, temp: &Path, sync: bool) -> Result<()> {
         self.out.flush().map_err(|e| Error::io(temp, e))?;
-        if sync {
-            self.out
-                .get_ref()
-                .sync_all()
-                .map_err(|e| Error::io(temp, e))?;
-        }
-        Ok(())
+        super::sync_if(self.out.get_ref(), sync, temp)
     }
 }

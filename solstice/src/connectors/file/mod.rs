@@ -42,6 +42,10 @@ use crate::core::connector::{
 use crate::core::Data;
 use crate::error::{Error, Result};
 
+/// The file a [`FileSink`] keeps in its directory, naming the job whose output the directory
+/// holds (hidden, so readers of the directory skip it).
+pub const SINK_MARKER: &str = ".solstice-sink.json";
+
 /// Reads records of type `T` from JSONL, CSV or Parquet files.
 pub struct FileSource<T> {
     files: Vec<(PathBuf, u64)>,
@@ -66,33 +70,26 @@ impl<T: DeserializeOwned + Data> FileSource<T> {
     /// The source described by `sources.<stage>` in the job config ([`FileSourceOptions`]).
     pub fn from_config(cfg: &SourceConfig) -> Result<Self> {
         let options: FileSourceOptions = cfg.options()?;
-        let given = options.path.to_vec();
-        let paths: Vec<PathBuf> = given.iter().map(|p| cfg.resolve_path("path", p)).collect();
-        let files = resolve(&paths, cfg.stage()).map_err(|e| {
-            // What a relative path was taken relative to, when the one at fault is relative.
-            let note = |at: &Path| {
-                paths
-                    .iter()
-                    .zip(&given)
-                    .find(|(p, _)| at.starts_with(p) || p.starts_with(at))
-                    .map(|(_, g)| cfg.relative_note("path", g))
-                    .unwrap_or_default()
-            };
-            match e {
-                Error::Io { path, source } => cfg.error(
-                    "path",
-                    format!("{}: {source}{}", path.display(), note(&path)),
-                ),
-                Error::NoInput { stage, pattern } => {
-                    let note = note(Path::new(pattern.split(" (").next().unwrap_or("")));
-                    Error::NoInput {
-                        stage,
-                        pattern: format!("{pattern}{note}"),
-                    }
+        // Each path on its own, so that an error about it can say what a relative one was taken
+        // relative to.
+        let mut files = Vec::new();
+        for given in options.path.to_vec() {
+            let path = cfg.resolve_path("path", &given);
+            let note = || cfg.relative_note("path", &given);
+            files.extend(resolve(&[path], cfg.stage()).map_err(|e| match e {
+                Error::Io { path, source } => {
+                    cfg.error("path", format!("{}: {source}{}", path.display(), note()))
                 }
+                Error::NoInput { stage, pattern } => Error::NoInput {
+                    stage,
+                    pattern: format!("{pattern}{}", note()),
+                },
                 e => e,
-            }
-        })?;
+            })?);
+        }
+        // Paths may overlap (a directory and a glob in it): each file is read once.
+        files.sort();
+        files.dedup();
         let format = match options.format {
             Some(f) => f,
             None => infer_format(&files).map_err(|m| cfg.error("format", m))?,
@@ -333,8 +330,8 @@ impl<T: DeserializeOwned + Data> SourceReader<T> for FileReader<T> {
 
 /// Writes records as JSONL, CSV or Parquet, one file per sink subtask.
 pub struct FileSink<T> {
+    /// Its directory, mode and stage name.
     output: OutputDir,
-    stage: String,
     format: Format,
     csv: CsvOptions,
     parquet: ParquetOptions,
@@ -378,10 +375,9 @@ impl<T: Serialize + DeserializeOwned + Data> FileSink<T> {
             output: OutputDir {
                 dir,
                 mode: options.mode,
-                key: format!("sinks.{}.path", cfg.stage()),
+                stage: cfg.stage().to_string(),
                 origin: cfg.origin_of("path"),
             },
-            stage: cfg.stage().to_string(),
             format,
             csv: options.csv,
             parquet: options.parquet,
@@ -401,12 +397,11 @@ impl<T: Serialize + DeserializeOwned + Data> FileSink<T> {
         let dir = dir.into();
         FileSink {
             output: OutputDir {
-                key: "sinks.sink.path".into(),
+                stage: "sink".into(),
                 origin: dir.display().to_string(),
                 dir,
                 mode: SinkMode::Error,
             },
-            stage: "sink".into(),
             format,
             csv: CsvOptions::default(),
             parquet: ParquetOptions::default(),
@@ -445,12 +440,20 @@ impl<T: Serialize + DeserializeOwned + Data> FileSink<T> {
             }),
             Format::Csv => WriterFormat::Csv(CsvWriter::create(file, &self.csv)?),
             Format::Parquet => {
-                let fields = parquet::fields_of::<T>(&self.stage)?;
+                let fields = parquet::fields_of::<T>(&self.output.stage)?;
                 WriterFormat::Parquet(ParquetWriter::create(file, fields, &self.parquet, &temp)?)
             }
         };
         Ok((format, temp))
     }
+}
+
+/// Makes a written (and flushed) file durable when `sync` is set.
+fn sync_if(file: &File, sync: bool, path: &Path) -> Result<()> {
+    if sync {
+        file.sync_all().map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
 }
 
 /// The published name of a staged file: `.NAME.pending` → `NAME`, in the same directory.
@@ -477,7 +480,6 @@ impl<T: Serialize + DeserializeOwned + Data> Sink for FileSink<T> {
         Ok(FileWriter {
             sink: FileSink {
                 output: self.output.clone(),
-                stage: self.stage.clone(),
                 format: self.format,
                 csv: self.csv.clone(),
                 parquet: self.parquet.clone(),
@@ -525,7 +527,7 @@ impl<T: Serialize + DeserializeOwned + Data> Sink for FileSink<T> {
     }
 
     fn begin(&self, start: &RunStart<'_>) -> Result<()> {
-        let tag = self.output.begin(start, &self.stage)?;
+        let tag = self.output.begin(start)?;
         *self.tag.lock().unwrap_or_else(|p| p.into_inner()) = tag;
         Ok(())
     }
@@ -590,7 +592,7 @@ impl<T: Serialize + DeserializeOwned + Data> SinkWriter<T> for FileWriter<T> {
         let Some((format, temp)) = self.current.as_mut() else {
             return Err(Error::Internal("no open part file".into()));
         };
-        let stage = &self.sink.stage;
+        let stage = &self.sink.output.stage;
         match format {
             WriterFormat::Jsonl(w) => w.write(batch, temp, stage),
             WriterFormat::Csv(w) => w.write(batch, temp, stage),

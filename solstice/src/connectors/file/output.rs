@@ -29,8 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::connector::{RunStart, SinkMode};
 use crate::error::{Error, Result};
 
-/// The marker's file name.
-pub(super) const MARKER: &str = ".solstice-sink.json";
+use super::SINK_MARKER as MARKER;
 
 /// The marker: which job's lineage the directory's part files belong to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,8 +123,8 @@ impl Found {
 pub(super) struct OutputDir {
     pub(super) dir: PathBuf,
     pub(super) mode: SinkMode,
-    /// `sinks.<stage>.path`.
-    pub(super) key: String,
+    /// The sink stage's name.
+    pub(super) stage: String,
     /// The config file, or the `--set` that set the path.
     pub(super) origin: String,
 }
@@ -175,7 +174,7 @@ impl OutputDir {
 
     fn refuse(&self, message: String) -> Error {
         Error::OutputExists {
-            key: self.key.clone(),
+            key: format!("sinks.{}.path", self.stage),
             origin: self.origin.clone(),
             message,
         }
@@ -232,17 +231,13 @@ impl OutputDir {
         if others.is_empty() {
             return Ok(());
         }
-        let stage = self
-            .key
-            .strip_prefix("sinks.")
-            .and_then(|k| k.strip_suffix(".path"))
-            .unwrap_or("<stage>");
         Err(self.refuse(format!(
-            "{} already holds {} part file(s) {whose} ({}); set `sinks.{stage}.mode: overwrite` \
+            "{} already holds {} part file(s) {whose} ({}); set `sinks.{}.mode: overwrite` \
              to replace them or `append` to keep them and add to them{}",
             self.dir.display(),
             others.len(),
             name_list(&others),
+            self.stage,
             if fresh_helps {
                 ", or start over with --fresh (discards the job's earlier output and checkpoints)"
             } else {
@@ -253,7 +248,7 @@ impl OutputDir {
 
     /// Makes the directory what `start` says (see the module docs); returns the tag the run's
     /// file names carry.
-    pub(super) fn begin(&self, start: &RunStart<'_>, stage: &str) -> Result<Option<String>> {
+    pub(super) fn begin(&self, start: &RunStart<'_>) -> Result<Option<String>> {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let found = self.scan()?;
         let job = start.job();
@@ -323,7 +318,7 @@ impl OutputDir {
         }
         if parts > 0 {
             tracing::info!(
-                sink = stage,
+                sink = %self.stage,
                 dir = %self.dir.display(),
                 "removed {parts} part file(s) {}",
                 match start {

@@ -277,9 +277,6 @@ impl ParquetWriter {
         let file = out
             .into_inner()
             .map_err(|e| Error::io(temp, std::io::Error::other(e)))?;
-        if sync {
-            file.sync_all().map_err(|e| Error::io(temp, e))?;
-        }
-        Ok(())
+        super::sync_if(&file, sync, temp)
     }
 }

@@ -258,13 +258,33 @@ impl OpenCheckpoint {
     /// codec; a decoding failure is an [`Error::CorruptCheckpoint`] naming the file.
     pub fn decode_part<T: DeserializeOwned>(&self, stage: &str, part: &str) -> Result<T> {
         let bytes = self.read_part(stage, part)?;
-        codec::decode(&bytes).map_err(|e| {
-            let path = self
-                .store
-                .part_path(&self.job, self.id(), stage, part)
-                .unwrap_or_default();
-            self.store.corrupt(&path, e.to_string())
-        })
+        codec::decode(&bytes).map_err(|e| self.corrupt_part(stage, part, e.to_string()))
+    }
+
+    /// The parts `stage` wrote into this checkpoint (none if it wrote nothing).
+    pub fn parts(&self, stage: &str) -> &[PartInfo] {
+        self.manifest()
+            .stages
+            .get(stage)
+            .map(|s| s.parts.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// Every part of `stage`, decoded ([`OpenCheckpoint::decode_part`]), in manifest order.
+    pub fn decode_stage<T: DeserializeOwned>(&self, stage: &str) -> Result<Vec<T>> {
+        self.parts(stage)
+            .iter()
+            .map(|part| self.decode_part(stage, &part.name))
+            .collect()
+    }
+
+    /// An [`Error::CorruptCheckpoint`] naming part `part` of `stage`'s file.
+    pub(crate) fn corrupt_part(&self, stage: &str, part: &str, reason: String) -> Error {
+        let path = self
+            .store
+            .part_path(&self.job, self.id(), stage, part)
+            .unwrap_or_default();
+        self.store.corrupt(&path, reason)
     }
 }
 
