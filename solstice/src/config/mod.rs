@@ -192,7 +192,11 @@ impl Config {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut config = Config::parse(&text, &origin, overrides)?;
-        let dir = path.parent().unwrap_or(Path::new(""));
+        // A bare file name (`--config job.yaml`) has the empty path as its parent.
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
         config.base_dir = Some(std::path::absolute(dir).map_err(|e| Error::io(dir, e))?);
         Ok(config)
     }
