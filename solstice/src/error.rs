@@ -242,6 +242,23 @@ pub enum Error {
         reason: String,
     },
 
+    /// A newer run of the job claimed its checkpoint store: this run stops, publishing nothing
+    /// more, so that the two never both publish output.
+    #[error(
+        "job `{job}` was started again elsewhere: {newer} took over its checkpoints in {url}; \
+         this run (epoch {epoch}) stops without publishing anything more"
+    )]
+    Fenced {
+        /// The job id.
+        job: String,
+        /// The checkpoint backend's URL.
+        url: String,
+        /// This run's epoch.
+        epoch: u64,
+        /// The newer run: its epoch, host, process and start.
+        newer: String,
+    },
+
     /// A name that becomes part of a checkpoint path (job id, stage, part) is not usable there.
     #[error("invalid {what} `{name}` for a checkpoint path: {reason}")]
     InvalidName {

@@ -83,11 +83,12 @@ fn ids(ns: &[u64]) -> Vec<CheckpointId> {
     ns.iter().map(|&n| CheckpointId(n)).collect()
 }
 
+/// Where a store of epoch 0 (the default) writes a part.
 fn part_file(root: &Path, n: u64, stage: &str, part: &str) -> PathBuf {
     root.join(JOB)
         .join(CheckpointId(n).to_string())
         .join(stage)
-        .join(part)
+        .join(solstice::state::manifest::part_file(part, 0))
 }
 
 fn manifest_file(root: &Path, n: u64) -> PathBuf {
@@ -205,7 +206,7 @@ fn commit_refuses_a_manifest_listing_unwritten_parts() {
     manifest.add_part("totals", 1, missing);
     let err = store.commit(JOB, &manifest).unwrap_err();
     assert!(
-        err.to_string().contains("kg-00001-00001 is missing"),
+        err.to_string().contains("kg-00001-00001.e00000000 is missing"),
         "{err}"
     );
     assert_eq!(store.list(JOB).unwrap(), vec![]);

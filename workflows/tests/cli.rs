@@ -69,7 +69,12 @@ fn simple_etl_on_the_sample_produces_the_expected_totals() {
     let expected = lines(&root().join("workflows/data/simple_etl.expected.jsonl"));
     // Users interleave in any order; each user's totals come in input order.
     assert_eq!(per_user(&got), per_user(&expected));
-    assert!(!out.join(".part-00000.jsonl.inprogress").exists());
+    let staging: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".inprogress") || n.ends_with(".pending"))
+        .collect();
+    assert!(staging.is_empty(), "{staging:?}");
 }
 
 #[test]
@@ -336,6 +341,14 @@ fn relative_paths_resolve_against_the_config_file() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(tmp.path().join("out/part-00000.jsonl").is_file());
+
+    // A bare file name: its directory is the working directory.
+    let o = Command::new(env!("CARGO_BIN_EXE_simple_etl"))
+        .args(["--config", "simple_etl.yaml", "--explain"])
+        .current_dir(root().join("configs"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // A missing relative path says what it was relative to: the file's directory, or, given
     // by --set, the working directory.

@@ -312,6 +312,7 @@ mod tests {
             job: "j",
             checkpoint: 1,
             published: std::slice::from_ref(&t1),
+            epoch: 1,
         })
         .unwrap();
         sink.commit(&t2).unwrap();

@@ -118,6 +118,8 @@ pub enum RunStart<'a> {
         job: &'a str,
         /// Starting over (`--fresh`): the output this job published before is discarded.
         fresh: bool,
+        /// This run's epoch (see [`RunStart::epoch`]).
+        epoch: u64,
     },
     /// After checkpoint `checkpoint` of the job (0: a restart before any checkpoint completed).
     Restore {
@@ -127,6 +129,8 @@ pub enum RunStart<'a> {
         checkpoint: u64,
         /// This sink's transactions in that checkpoint, all published when `begin` is called.
         published: &'a [String],
+        /// This run's epoch (see [`RunStart::epoch`]).
+        epoch: u64,
     },
 }
 
@@ -135,6 +139,16 @@ impl RunStart<'_> {
     pub fn job(&self) -> &str {
         match self {
             RunStart::New { job, .. } | RunStart::Restore { job, .. } => job,
+        }
+    }
+
+    /// The run's epoch: with checkpoints, a number unique to this run among all runs of the job
+    /// on its checkpoint store, higher than every earlier run's (0 without checkpoints). A sink
+    /// that names its staging files after it never shares a file with another run of the same
+    /// job still running (a restart while the old process lives on, a job started twice).
+    pub fn epoch(&self) -> u64 {
+        match self {
+            RunStart::New { epoch, .. } | RunStart::Restore { epoch, .. } => *epoch,
         }
     }
 }

@@ -30,6 +30,9 @@ pub(crate) trait Wake {
 pub(crate) trait Checkpoints: Sync {
     /// True when the job takes checkpoints (end of stream is then the final checkpoint).
     fn enabled(&self) -> bool;
+    /// [`crate::Error::Fenced`] once a newer run of the job took over its checkpoint store:
+    /// sources return it, which stops the job.
+    fn fenced(&self) -> Result<()>;
     /// The id of the job's final checkpoint, taken at end of stream: every task reports its
     /// last snapshot under it when its input ends (allocated on first use).
     fn final_id(&self) -> u64;
@@ -51,6 +54,9 @@ pub(crate) struct NoCheckpoints;
 impl Checkpoints for NoCheckpoints {
     fn enabled(&self) -> bool {
         false
+    }
+    fn fenced(&self) -> Result<()> {
+        Ok(())
     }
     fn final_id(&self) -> u64 {
         0

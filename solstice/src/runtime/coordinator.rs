@@ -213,6 +213,10 @@ pub(crate) struct Coordinator<'a> {
     /// that completes.
     records_carried: AtomicU64,
     completed: AtomicU64,
+    /// Set once a newer run of the job claimed the store (see [`Coordinator::fenced`]).
+    fenced: AtomicBool,
+    /// The newer run, as [`Error::Fenced`] names it.
+    newer: Mutex<Option<String>>,
     stats: Mutex<Vec<CheckpointStats>>,
     state: Mutex<State>,
     changed: Condvar,
@@ -277,6 +281,8 @@ impl<'a> Coordinator<'a> {
             records_at_trigger: AtomicU64::new(0),
             records_carried: AtomicU64::new(0),
             completed: AtomicU64::new(last_completed),
+            fenced: AtomicBool::new(false),
+            newer: Mutex::new(None),
             stats: Mutex::new(Vec::new()),
             state: Mutex::new(State {
                 regular: None,
@@ -325,7 +331,11 @@ impl<'a> Coordinator<'a> {
             let _ = self.changed.wait_timeout(guard, Duration::from_millis(5));
         };
         while !stop.load(Ordering::Acquire) {
-            if self.final_id.load(Ordering::Acquire) != 0 || live.load(Ordering::Acquire) < tasks {
+            let fenced = self.fenced.load(Ordering::Acquire);
+            if fenced
+                || self.final_id.load(Ordering::Acquire) != 0
+                || live.load(Ordering::Acquire) < tasks
+            {
                 wait();
                 continue;
             }
@@ -392,11 +402,15 @@ impl<'a> Coordinator<'a> {
                 Ok(CheckpointId(id))
             }
             Err(e) => {
-                tracing::warn!(
-                    job = %self.job,
-                    checkpoint = %CheckpointId(id),
-                    "checkpoint failed, the job goes on: {e}"
-                );
+                if self.fenced.load(Ordering::Acquire) {
+                    tracing::error!(job = %self.job, checkpoint = %CheckpointId(id), "{e}");
+                } else {
+                    tracing::warn!(
+                        job = %self.job,
+                        checkpoint = %CheckpointId(id),
+                        "checkpoint failed, the job goes on: {e}"
+                    );
+                }
                 self.records_carried
                     .fetch_add(aligned.records, Ordering::Relaxed);
                 Err(Failure {
@@ -483,27 +497,60 @@ impl<'a> Coordinator<'a> {
         }
         let id = inflight.id;
         let started = Instant::now();
+        self.check_fence()?;
         let mut manifest = Manifest::new(self.job.clone(), CheckpointId(id), self.key_groups);
         manifest.end_of_input = id == self.final_id.load(Ordering::Acquire);
-        // The sinks' staged output is made durable while the state's parts upload.
-        for (stage, transaction) in &inflight.transactions {
-            if let Some(sink) = self.sinks.get(*stage).copied().flatten() {
-                sink.persist(transaction)?;
+        manifest.epoch = self.store.epoch();
+        // The sinks' staged output is made durable, on a thread of its own, while the state's
+        // parts upload and are made durable.
+        let persist = || -> Result<()> {
+            for (stage, transaction) in &inflight.transactions {
+                if let Some(sink) = self.sinks.get(*stage).copied().flatten() {
+                    sink.persist(transaction)?;
+                }
             }
-        }
-        let mut bytes = 0;
+            Ok(())
+        };
         let parts = inflight.uploads.len();
-        for (stage, upload) in inflight.uploads {
-            let info = upload.wait()?;
-            bytes += info.size;
-            manifest.add_part(
-                self.stage_names[stage].clone(),
-                self.stage_parallelism[stage],
-                info,
-            );
+        let (bytes, uploaded) = std::thread::scope(|scope| -> Result<_> {
+            let persisting = match inflight.transactions.is_empty() {
+                true => None,
+                false => Some(scope.spawn(persist)),
+            };
+            let persisted = || match persisting {
+                None => Ok(()),
+                Some(thread) => thread
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Internal("a sink's persist panicked".into()))),
+            };
+            let mut bytes = 0;
+            for (stage, upload) in inflight.uploads {
+                let info = match upload.wait() {
+                    Ok(info) => info,
+                    Err(e) => {
+                        let _ = persisted();
+                        return Err(e);
+                    }
+                };
+                bytes += info.size;
+                manifest.add_part(
+                    self.stage_names[stage].clone(),
+                    self.stage_parallelism[stage],
+                    info,
+                );
+            }
+            let uploaded = started.elapsed();
+            self.store.commit_written(&self.job, &manifest, persisted)?;
+            Ok((bytes, uploaded))
+        })?;
+        // A newer run that claimed the store before this manifest was written may not have seen
+        // it: take the checkpoint back rather than publish what it covers beside that run.
+        if let Some(newer) = self.store.newer_epoch(&self.job, self.store.epoch())? {
+            if let Err(e) = self.store.uncommit(&self.job, CheckpointId(id)) {
+                tracing::warn!(job = %self.job, checkpoint = %CheckpointId(id), "cannot take back the checkpoint: {e}");
+            }
+            return Err(self.fence(newer.to_string()));
         }
-        let uploaded = started.elapsed();
-        self.store.commit(&self.job, &manifest)?;
         self.completed.fetch_max(id, Ordering::AcqRel);
         let committed = started.elapsed();
         // Committed: the sinks' staged output becomes visible. A failure from here on is redone
@@ -519,7 +566,7 @@ impl<'a> Coordinator<'a> {
             checkpoint = %CheckpointId(id),
             parts,
             uploads_after_acks = ?uploaded,
-            manifest = ?committed - uploaded,
+            durable = ?committed - uploaded,
             sinks = ?started.elapsed() - committed,
             "checkpoint committed"
         );
@@ -551,10 +598,38 @@ impl<'a> Coordinator<'a> {
         Ok(())
     }
 
+    /// Records that the newer run `newer` claimed the store, and returns the error this run
+    /// stops with.
+    fn fence(&self, newer: String) -> Error {
+        *self.newer.lock().unwrap_or_else(|p| p.into_inner()) = Some(newer);
+        self.fenced.store(true, Ordering::Release);
+        self.changed.notify_all();
+        self.fenced_error()
+    }
+
+    /// The error of a run a newer one took over from.
+    fn fenced_error(&self) -> Error {
+        let newer = self.newer.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Error::Fenced {
+            job: self.job.clone(),
+            url: self.store.backend().url().to_string(),
+            epoch: self.store.epoch(),
+            newer: newer.unwrap_or_else(|| "a newer run".into()),
+        }
+    }
+
+    /// Fails once a newer run took over.
+    fn check_fence(&self) -> Result<()> {
+        match self.fenced.load(Ordering::Acquire) {
+            true => Err(self.fenced_error()),
+            false => Ok(()),
+        }
+    }
+
     /// Deletes the checkpoints that `retain` no longer keeps, if one was committed since the
     /// last prune. A failure is a warning: the next prune (or the next run's) tries again.
     fn prune(&self) {
-        if !self.prune_due.swap(false, Ordering::AcqRel) {
+        if self.fenced.load(Ordering::Acquire) || !self.prune_due.swap(false, Ordering::AcqRel) {
             return;
         }
         if let Err(e) = self.store.prune(&self.job, self.schedule.retain) {
@@ -574,6 +649,10 @@ impl<'a> Coordinator<'a> {
 impl Checkpoints for Coordinator<'_> {
     fn enabled(&self) -> bool {
         true
+    }
+
+    fn fenced(&self) -> Result<()> {
+        self.check_fence()
     }
 
     fn final_id(&self) -> u64 {

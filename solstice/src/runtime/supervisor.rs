@@ -122,6 +122,17 @@ impl Supervisor<'_> {
             "job starting"
         );
         let restart = self.config.job.restart.clone();
+        // The run's epoch is claimed before anything is listed or restored: an older run still
+        // going then either completed its checkpoint before (and this run sees it) or sees this
+        // epoch before publishing it (and stops).
+        let store = match checkpoint_store(self.config)? {
+            Some(store) => {
+                let claim = store.claim_epoch(self.id)?;
+                tracing::debug!(job = %self.id, "claimed {claim}");
+                Some(store.with_epoch(claim.epoch))
+            }
+            None => None,
+        };
         let mut attempt = 0;
         loop {
             let this = if attempt == 0 {
@@ -129,13 +140,25 @@ impl Supervisor<'_> {
             } else {
                 Start::Restore(Restore::Latest)
             };
-            match self.run_once(this, attempt) {
+            let outcome = self
+                .fence(store.as_ref())
+                .and_then(|()| self.run_once(this, attempt, store.as_ref()));
+            match outcome {
                 Ok(mut report) => {
                     report.duration = started.elapsed();
                     report.restarts = attempt;
                     return Ok(report);
                 }
-                Err(e) if attempt < restart.attempts && restartable(&e) => {
+                Err(e) if matches!(e, Error::Fenced { .. }) => return Err(e),
+                Err(e) => {
+                    // A run that failed because a newer one took its files away says so.
+                    if let Err(fenced) = self.fence(store.as_ref()) {
+                        tracing::warn!(job = %self.id, "this run failed: {e}");
+                        return Err(fenced);
+                    }
+                    if attempt >= restart.attempts || !restartable(&e) {
+                        return Err(e);
+                    }
                     attempt += 1;
                     tracing::warn!(
                         job = %self.id,
@@ -145,8 +168,23 @@ impl Supervisor<'_> {
                     );
                     std::thread::sleep(Duration::from_millis(restart.backoff_ms));
                 }
-                Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// [`Error::Fenced`] when a newer run of the job claimed its checkpoint store.
+    fn fence(&self, store: Option<&CheckpointStore>) -> Result<()> {
+        let Some(store) = store else {
+            return Ok(());
+        };
+        match store.newer_epoch(self.id, store.epoch())? {
+            None => Ok(()),
+            Some(newer) => Err(Error::Fenced {
+                job: self.id.to_string(),
+                url: store.backend().url().to_string(),
+                epoch: store.epoch(),
+                newer: newer.to_string(),
+            }),
         }
     }
 
@@ -196,21 +234,25 @@ impl Supervisor<'_> {
             None => HashMap::new(),
         };
         let none = Vec::new();
+        let epoch = store.map_or(0, CheckpointStore::epoch);
         let run_start = |id: usize| match restored {
             Some(c) => RunStart::Restore {
                 job: self.id,
                 checkpoint: c.id().0,
                 published: published.get(&id).unwrap_or(&none),
+                epoch,
             },
             // A restart before any checkpoint completed continues the first attempt's output.
             None if attempt > 0 => RunStart::Restore {
                 job: self.id,
                 checkpoint: 0,
                 published: &none,
+                epoch,
             },
             None => RunStart::New {
                 job: self.id,
                 fresh: start == Start::Fresh,
+                epoch,
             },
         };
         let sinks = || {
@@ -229,8 +271,8 @@ impl Supervisor<'_> {
         if let (Start::Fresh, Some(store)) = (start, store) {
             if attempt == 0 {
                 let discarded = store.list(self.id)?.len();
-                store.backend().delete_dir(self.id)?;
-                tracing::info!(job = %self.id, "--fresh: discarded {discarded} complete checkpoint(s) and everything else under {}", store.backend().location(self.id));
+                store.discard(self.id)?;
+                tracing::info!(job = %self.id, "--fresh: discarded {discarded} complete checkpoint(s) and everything else under {} but the epochs of its runs", store.backend().location(self.id));
             }
         }
         for (id, sink) in sinks() {
@@ -314,10 +356,15 @@ impl Supervisor<'_> {
     }
 
     /// One attempt: restore if asked, run every task to completion.
-    fn run_once(&self, start: Start, attempt: usize) -> Result<RunReport> {
+    fn run_once(
+        &self,
+        start: Start,
+        attempt: usize,
+        store: Option<&CheckpointStore>,
+    ) -> Result<RunReport> {
         let started = Instant::now();
         let threads = self.config.threads();
-        let store = checkpoint_store(self.config)?;
+        let store = store.cloned();
         let restored = match start {
             Start::Restore(r) => self.open_restore(r, store.as_ref())?,
             Start::New | Start::Fresh => None,

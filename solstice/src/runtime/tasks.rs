@@ -154,6 +154,7 @@ impl<T: Send + 'static, R: SourceReader<T>> Task for SourceTask<T, R> {
         if self.finishing {
             return Ok(Step::Done);
         }
+        cx.checkpoints.fenced()?;
         for _ in 0..BUDGET {
             cx.stage = self.stage;
             let requested = cx.checkpoints.requested();

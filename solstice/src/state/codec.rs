@@ -14,7 +14,9 @@ pub const MAGIC: [u8; 4] = *b"SOLS";
 /// Version 2: the manifest lost `extra` and `created_at_millis` and gained `end_of_input`.
 /// Version 3: keyed state is filed in parts of contiguous key-group ranges (`kg-00000-00063`),
 /// each an index of its groups followed by their encoded entries.
-pub const FORMAT_VERSION: u16 = 3;
+/// Version 4: the manifest records the epoch of the run that took the checkpoint, and part files
+/// are named after it (`kg-00000-00063.e00000003`).
+pub const FORMAT_VERSION: u16 = 4;
 /// Codec identifier of bincode 2 with the standard configuration.
 pub const CODEC_BINCODE2: u8 = 1;
 /// Upper bound on what one decode may allocate.

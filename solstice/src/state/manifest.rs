@@ -102,6 +102,11 @@ pub fn key_groups_of_part(name: &str) -> Option<std::ops::RangeInclusive<usize>>
     (first <= last).then_some(first..=last)
 }
 
+/// The file name of part `part` written by the run of epoch `epoch`: `kg-00000-00063.e00000003`.
+pub fn part_file(part: &str, epoch: u64) -> String {
+    format!("{part}.e{epoch:08}")
+}
+
 /// The name of the part holding the state of subtask `subtask` (e.g. of a source or sink):
 /// `subtask-00003`.
 pub fn subtask_part(subtask: usize) -> String {
@@ -131,6 +136,9 @@ pub struct Manifest {
     /// True for the final checkpoint of a run whose input ended: its stateful stages have run
     /// their end-of-input hooks, and a restore from it must not run them again.
     pub end_of_input: bool,
+    /// The epoch of the run that took it (see [`super::checkpoint::CheckpointStore::claim_epoch`]):
+    /// its part files' names carry it, so that two runs of one job never write the same file.
+    pub epoch: u64,
 }
 
 impl Manifest {
@@ -142,6 +150,7 @@ impl Manifest {
             key_groups,
             stages: BTreeMap::new(),
             end_of_input: false,
+            epoch: 0,
         }
     }
 

@@ -21,6 +21,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
@@ -337,6 +338,8 @@ pub struct FileSink<T> {
     parquet: ParquetOptions,
     /// The tag of this run's file names (`append` mode), set when the run begins.
     tag: Mutex<Option<String>>,
+    /// The run's epoch ([`RunStart::epoch`]), set when it begins: staging names carry it.
+    epoch: AtomicU64,
     _t: PhantomData<fn(T)>,
 }
 
@@ -382,6 +385,7 @@ impl<T: Serialize + DeserializeOwned + Data> FileSink<T> {
             csv: options.csv,
             parquet: options.parquet,
             tag: Mutex::new(None),
+            epoch: AtomicU64::new(0),
             _t: PhantomData,
         })
     }
@@ -406,6 +410,7 @@ impl<T: Serialize + DeserializeOwned + Data> FileSink<T> {
             csv: CsvOptions::default(),
             parquet: ParquetOptions::default(),
             tag: Mutex::new(None),
+            epoch: AtomicU64::new(0),
             _t: PhantomData,
         }
     }
@@ -426,13 +431,14 @@ impl<T: Serialize + DeserializeOwned + Data> FileSink<T> {
 }
 
 impl<T: Serialize + DeserializeOwned + Data> FileSink<T> {
-    /// Opens a new in-progress file of `subtask`, whose names end with `suffix`.
-    fn create(&self, subtask: usize, suffix: &str) -> Result<(WriterFormat, PathBuf)> {
+    /// Opens a new in-progress file of `subtask`, whose names end with `suffix`, for the run
+    /// whose staging names carry `run`.
+    fn create(&self, subtask: usize, suffix: &str, run: &str) -> Result<(WriterFormat, PathBuf)> {
         let ext = self.format.extension();
         let temp = self
             .output
             .dir
-            .join(format!(".part-{subtask:05}{suffix}.{ext}.inprogress"));
+            .join(format!(".part-{subtask:05}{suffix}.{ext}{run}.inprogress"));
         let file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
         let format = match self.format {
             Format::Jsonl => WriterFormat::Jsonl(JsonlWriter {
@@ -456,11 +462,20 @@ fn sync_if(file: &File, sync: bool, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The published name of a staged file: `.NAME.pending` → `NAME`, in the same directory.
+/// What the staging file names of the run of `epoch` carry: `.e00000003`.
+fn staging_run(epoch: u64) -> String {
+    format!(".e{epoch:08}")
+}
+
+/// The published name of a staged file: `.NAME.e{epoch}.pending` → `NAME`, in the same
+/// directory.
 fn published(staged: &Path) -> Option<PathBuf> {
     let name = staged.file_name()?.to_str()?;
     let name = name.strip_prefix('.')?.strip_suffix(".pending")?;
-    Some(staged.with_file_name(name))
+    let (name, run) = name.rsplit_once('.')?;
+    let epoch = run.strip_prefix('e')?;
+    (epoch.len() == 8 && epoch.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| staged.with_file_name(name))
 }
 
 impl<T: Serialize + DeserializeOwned + Data> Sink for FileSink<T> {
@@ -470,9 +485,11 @@ impl<T: Serialize + DeserializeOwned + Data> Sink for FileSink<T> {
     fn open(&self, subtask: usize, _parallelism: usize) -> Result<FileWriter<T>> {
         let tag = self.tag.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let suffix = output::suffix(tag.as_deref());
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let run = staging_run(epoch);
         let dir = &self.output.dir;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let current = Some(self.create(subtask, &suffix)?);
+        let current = Some(self.create(subtask, &suffix, &run)?);
         let target = dir.join(format!(
             "part-{subtask:05}{suffix}.{}",
             self.format.extension()
@@ -484,10 +501,12 @@ impl<T: Serialize + DeserializeOwned + Data> Sink for FileSink<T> {
                 csv: self.csv.clone(),
                 parquet: self.parquet.clone(),
                 tag: Mutex::new(tag),
+                epoch: AtomicU64::new(epoch),
                 _t: PhantomData,
             },
             subtask,
             suffix,
+            run,
             current,
             written: false,
             target,
@@ -529,6 +548,7 @@ impl<T: Serialize + DeserializeOwned + Data> Sink for FileSink<T> {
     fn begin(&self, start: &RunStart<'_>) -> Result<()> {
         let tag = self.output.begin(start)?;
         *self.tag.lock().unwrap_or_else(|p| p.into_inner()) = tag;
+        self.epoch.store(start.epoch(), Ordering::Release);
         Ok(())
     }
 }
@@ -553,7 +573,8 @@ impl WriterFormat {
 
 /// Writes one sink subtask's part files: `part-{subtask:05}.<ext>` when the job takes no
 /// checkpoints; with checkpoints, one file per checkpoint interval, staged at the barrier
-/// (`.part-{subtask:05}-{checkpoint:08}.<ext>.pending`) and published when the checkpoint is
+/// (`.part-{subtask:05}-{checkpoint:08}.<ext>.e{epoch:08}.pending`, named after the run's
+/// epoch so that another run of the job never writes the same file) and published when the checkpoint is
 /// complete (`part-{subtask:05}-{checkpoint:08}.<ext>`; the tail goes with the final checkpoint,
 /// taken at end of stream).
 pub struct FileWriter<T> {
@@ -561,6 +582,8 @@ pub struct FileWriter<T> {
     subtask: usize,
     /// What the run's file names end with (`-{tag}` in `append` mode).
     suffix: String,
+    /// What the run's staging file names carry (its epoch), so that they are its own.
+    run: String,
     current: Option<(WriterFormat, PathBuf)>,
     /// Whether records went into `current`.
     written: bool,
@@ -586,7 +609,7 @@ impl<T: Serialize + DeserializeOwned + Data> SinkWriter<T> for FileWriter<T> {
             return Ok(());
         }
         if self.current.is_none() {
-            self.current = Some(self.sink.create(self.subtask, &self.suffix)?);
+            self.current = Some(self.sink.create(self.subtask, &self.suffix, &self.run)?);
         }
         self.written = true;
         let Some((format, temp)) = self.current.as_mut() else {
@@ -620,8 +643,8 @@ impl<T: Serialize + DeserializeOwned + Data> SinkWriter<T> for FileWriter<T> {
         }
         let ext = self.sink.format.extension();
         let staged = self.sink.output.dir.join(format!(
-            ".part-{:05}-{checkpoint:08}{}.{ext}.pending",
-            self.subtask, self.suffix
+            ".part-{:05}-{checkpoint:08}{}.{ext}{}.pending",
+            self.subtask, self.suffix, self.run
         ));
         std::fs::rename(&temp, &staged).map_err(|e| Error::io(&staged, e))?;
         Ok(Some(staged.display().to_string()))

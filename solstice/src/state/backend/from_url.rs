@@ -10,11 +10,32 @@ use object_store::{ObjectStore, ObjectStoreScheme};
 
 use crate::error::{Error, Result};
 
-/// Parses `url` and builds its store; returns the display URL, the store and the root prefix.
-pub(super) fn build_store(
-    url: &str,
-    options: &BTreeMap<String, String>,
-) -> Result<(String, Arc<dyn ObjectStore>, Path)> {
+/// A store built from a URL.
+pub(super) struct Built {
+    /// The URL as shown in messages (a local path made absolute).
+    pub url: String,
+    /// The store; its writes are durable when they return.
+    pub store: Arc<dyn ObjectStore>,
+    /// The root prefix inside the store.
+    pub root: Path,
+    /// For a `file://` backend, its directory and a second store on it whose writes are not
+    /// fsynced, for writes that are made durable together later ([`super::StateBackend::sync`]).
+    pub local: Option<(std::path::PathBuf, Arc<dyn ObjectStore>)>,
+}
+
+impl Built {
+    fn remote(url: &str, store: Arc<dyn ObjectStore>, root: Path) -> Built {
+        Built {
+            url: url.to_string(),
+            store,
+            root,
+            local: None,
+        }
+    }
+}
+
+/// Parses `url` and builds its store.
+pub(super) fn build_store(url: &str, options: &BTreeMap<String, String>) -> Result<Built> {
     let backend_error = |message: String| Error::Backend {
         url: url.to_string(),
         path: String::new(),
@@ -46,7 +67,7 @@ pub(super) fn build_store(
         }
         ObjectStoreScheme::Memory => {
             no_options(url, "memory://", options)?;
-            Ok((url.to_string(), Arc::new(InMemory::new()), prefix))
+            Ok(Built::remote(url, Arc::new(InMemory::new()), prefix))
         }
         ObjectStoreScheme::AmazonS3
         | ObjectStoreScheme::GoogleCloudStorage
@@ -70,7 +91,7 @@ pub(super) fn build_store(
             })?;
             let (store, root) = object_store::parse_url_opts(&parsed, merged)
                 .map_err(|e| backend_error(e.to_string()))?;
-            Ok((url.to_string(), Arc::from(store), root))
+            Ok(Built::remote(url, Arc::from(store), root))
         }
         _ => Err(backend_error(format!(
             "unsupported URL scheme `{}`: use file://, memory://, s3://, gs:// or az://",
@@ -151,24 +172,30 @@ fn cloud_options(
     Ok(merged)
 }
 
-/// A local directory store rooted at `dir` (created), with empty directories removed on delete
-/// and fsync on write.
-fn local_store(
-    dir: &std::path::Path,
-    options: &BTreeMap<String, String>,
-) -> Result<(String, Arc<dyn ObjectStore>, Path)> {
+/// A local directory store rooted at `dir` (created), with empty directories removed on delete,
+/// in two flavours: one that fsyncs every write (and the directories it changes) before it
+/// returns, and one that does not, for writes whose files and directories are fsynced together
+/// afterwards, all at once, instead of one fsync chain each.
+fn local_store(dir: &std::path::Path, options: &BTreeMap<String, String>) -> Result<Built> {
     let url = format!("file://{}", dir.display());
     no_options(&url, "file://", options)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let store = LocalFileSystem::new_with_prefix(dir)
-        .map_err(|e| Error::Backend {
-            url: url.clone(),
-            path: String::new(),
-            message: e.to_string(),
-        })?
-        .with_automatic_cleanup(true)
-        .with_fsync(true);
-    Ok((url, Arc::new(store), Path::ROOT))
+    let open = |fsync: bool| {
+        LocalFileSystem::new_with_prefix(dir)
+            .map(|s| s.with_automatic_cleanup(true).with_fsync(fsync))
+            .map_err(|e| Error::Backend {
+                url: url.clone(),
+                path: String::new(),
+                message: e.to_string(),
+            })
+    };
+    let (synced, unsynced) = (open(true)?, open(false)?);
+    Ok(Built {
+        url: url.clone(),
+        store: Arc::new(synced),
+        root: Path::ROOT,
+        local: Some((dir.to_path_buf(), Arc::new(unsynced))),
+    })
 }
 
 fn no_options(url: &str, kind: &str, options: &BTreeMap<String, String>) -> Result<()> {
@@ -218,9 +245,9 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let (url, _, root) = build_store("s3://bucket/some/prefix", &opts).unwrap();
-        assert_eq!(url, "s3://bucket/some/prefix");
-        assert_eq!(root.as_ref(), "some/prefix");
+        let built = build_store("s3://bucket/some/prefix", &opts).unwrap();
+        assert_eq!(built.url, "s3://bucket/some/prefix");
+        assert_eq!(built.root.as_ref(), "some/prefix");
         StateBackend::open("s3://bucket/some/prefix", &opts).unwrap();
     }
 

@@ -21,17 +21,33 @@ const FILE_CHUNK: usize = 1 << 20;
 #[derive(Clone)]
 pub(crate) struct AsyncStore {
     store: Arc<dyn ObjectStore>,
+    /// Writes that [`AsyncStore::sync`] makes durable later: on `file://` a store on the same
+    /// directory that does not fsync; elsewhere `store` (whose writes are durable on return).
+    unsynced: Arc<dyn ObjectStore>,
+    /// The directory of a `file://` backend.
+    local_dir: Option<Arc<std::path::Path>>,
     root: Path,
     url: Arc<str>,
 }
 
 impl AsyncStore {
-    pub(super) fn new(store: Arc<dyn ObjectStore>, root: Path, url: &str) -> Self {
+    pub(super) fn new(built: super::from_url::Built) -> Self {
+        let (local_dir, unsynced) = match built.local {
+            Some((dir, unsynced)) => (Some(Arc::from(dir)), unsynced),
+            None => (None, built.store.clone()),
+        };
         AsyncStore {
-            store,
-            root,
-            url: url.into(),
+            store: built.store,
+            unsynced,
+            local_dir,
+            root: built.root,
+            url: built.url.into(),
         }
+    }
+
+    /// The directory of a `file://` backend.
+    pub(super) fn local_dir(&self) -> Option<&std::path::Path> {
+        self.local_dir.as_deref()
     }
 
     /// The backend's URL, as shown in messages.
@@ -93,6 +109,71 @@ impl AsyncStore {
             }),
             Err(e) => Err(self.error(path, e)),
         }
+    }
+
+    /// Writes `bytes` to `path` (replacing it) without making it durable: see [`AsyncStore::sync`].
+    pub(super) async fn put_unsynced(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        let full = self.full_path(path)?;
+        self.unsynced
+            .put_opts(&full, PutPayload::from(bytes), PutOptions::default())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(path, e))
+    }
+
+    /// Makes what [`AsyncStore::put_unsynced`] wrote at `paths` durable. On `file://`: every
+    /// file, and every directory from the root down to each file (a write may have created
+    /// them), fsynced at once, in parallel, so that the journal commits them together instead of
+    /// one chain of fsyncs per file. Elsewhere there is nothing to do: a put is durable when it
+    /// returns. A missing file is an error.
+    pub(super) async fn sync(&self, paths: &[String]) -> Result<()> {
+        let Some(dir) = self.local_dir.clone() else {
+            return Ok(());
+        };
+        let mut targets = std::collections::BTreeSet::new();
+        for path in paths {
+            let full = self.full_path(path)?;
+            let mut file = dir.to_path_buf();
+            file.extend(full.parts().map(|p| p.as_ref().to_string()));
+            let mut parent = file.parent();
+            while let Some(p) = parent.filter(|p| p.starts_with(&*dir)) {
+                targets.insert((p.to_path_buf(), path.clone()));
+                parent = p.parent();
+            }
+            targets.insert((file, path.clone()));
+        }
+        // One target per path on disk (a directory is shared by many files).
+        let mut seen = std::collections::BTreeSet::new();
+        let fsyncs = targets
+            .into_iter()
+            .filter(|(target, _)| seen.insert(target.clone()))
+            .map(|(target, path)| {
+                tokio::task::spawn_blocking(move || {
+                    std::fs::File::open(&target)
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| (path, e))
+                })
+            });
+        for done in futures_util::future::join_all(fsyncs).await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err((path, e))) => {
+                    return Err(Error::Backend {
+                        url: self.url.to_string(),
+                        path,
+                        message: format!("cannot make it durable (fsync): {e}"),
+                    })
+                }
+                Err(e) => {
+                    return Err(Error::Backend {
+                        url: self.url.to_string(),
+                        path: String::new(),
+                        message: format!("fsync stopped: {e}"),
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn get(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>> {

@@ -4,8 +4,10 @@
 //! Layout under the backend's root:
 //!
 //! ```text
-//! {job_id}/chk-{n:08}/{stage}/{part}    data files, codec-encoded (e.g. one per key group)
-//! {job_id}/chk-{n:08}/_manifest         written last, create-only
+//! {job_id}/chk-{n:08}/{stage}/{part}.e{epoch:08}   data files, codec-encoded (e.g. one per
+//!                                                  key-group range), named after the run
+//! {job_id}/chk-{n:08}/_manifest                    written last, create-only
+//! {job_id}/_epochs/{epoch:08}                      one per run of the job (see `claim_epoch`)
 //! ```
 //!
 //! A checkpoint without its manifest does not exist: it is in progress, or it failed. The
@@ -39,12 +41,14 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use super::backend::{StateBackend, UploadHandle};
 use super::manifest::{
-    check_header, check_name, check_stage, CheckpointId, Manifest, PartInfo, MANIFEST,
+    check_header, check_name, check_stage, part_file, CheckpointId, Manifest, PartInfo, MANIFEST,
 };
 use crate::error::{Error, Result};
 
+mod epoch;
 mod restore;
 
+pub use epoch::{EpochClaim, EPOCHS};
 pub use restore::{OpenCheckpoint, RestorePoint, SkippedCheckpoint};
 
 /// Default cap on a manifest read into memory: 64 MiB.
@@ -75,6 +79,8 @@ pub enum Verification {
 #[derive(Clone, Debug)]
 pub struct CheckpointStore {
     backend: StateBackend,
+    /// The epoch part files are written under.
+    epoch: u64,
     verification: Verification,
     max_manifest_bytes: u64,
     max_part_bytes: u64,
@@ -85,6 +91,7 @@ impl CheckpointStore {
     pub fn new(backend: StateBackend) -> Self {
         CheckpointStore {
             backend,
+            epoch: 0,
             verification: Verification::Full,
             max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
             max_part_bytes: DEFAULT_MAX_PART_BYTES,
@@ -100,6 +107,18 @@ impl CheckpointStore {
     pub fn with_verification(mut self, verification: Verification) -> Self {
         self.verification = verification;
         self
+    }
+
+    /// Sets the epoch that the part files written through this store are named after (default 0):
+    /// the one [`CheckpointStore::claim_epoch`] gave the run.
+    pub fn with_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// The epoch part files are written under.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Sets the largest part that may be written or read (default [`DEFAULT_MAX_PART_BYTES`]).
@@ -131,11 +150,18 @@ impl CheckpointStore {
         part: &str,
         bytes: Vec<u8>,
     ) -> Result<PartInfo> {
-        self.start_write_part(job, id, stage, part, bytes)?.wait()
+        let upload = self.start_write_part(job, id, stage, part, bytes)?;
+        let path = upload.path.clone();
+        let info = upload.wait()?;
+        self.backend.sync(&[path])?;
+        Ok(info)
     }
 
     /// Like [`CheckpointStore::write_part`], but returns once the upload has started: the
     /// [`PartUpload`] can be polled or waited on. Names and the codec header are checked here.
+    ///
+    /// On `file://` the finished upload is written but not yet durable: [`CheckpointStore::commit`]
+    /// makes every part of the checkpoint durable at once before it writes the manifest.
     pub fn start_write_part(
         &self,
         job: &str,
@@ -147,13 +173,15 @@ impl CheckpointStore {
         let (path, info) = self.prepare_part(job, id, stage, part, &bytes)?;
         Ok(PartUpload {
             info,
-            upload: self.backend.upload(&path, bytes),
+            upload: self.backend.upload_unsynced(&path, bytes),
+            path,
         })
     }
 
     /// Like [`CheckpointStore::start_write_part`], calling `done` with the outcome when the
     /// upload has finished (on the backend's I/O thread: see [`StateBackend::upload_then`]).
-    /// Errors found before the upload starts are returned, and `done` is not called.
+    /// Errors found before the upload starts are returned, and `done` is not called. The part
+    /// is durable when `done` runs.
     pub fn write_part_then(
         &self,
         job: &str,
@@ -177,7 +205,7 @@ impl CheckpointStore {
         part: &str,
         bytes: &[u8],
     ) -> Result<(String, PartInfo)> {
-        let path = self.part_path(job, id, stage, part)?;
+        let path = self.part_path(job, id, stage, part, self.epoch)?;
         check_header(bytes).map_err(|reason| {
             Error::Codec(format!(
                 "checkpoint part {}: {reason} (parts must be encoded with state::codec)",
@@ -213,7 +241,7 @@ impl CheckpointStore {
         let dir = self.checkpoint_dir(job, id)?;
         let present = self.sizes(&dir)?;
         for (stage, part) in manifest.parts() {
-            let path = format!("{dir}/{stage}/{}", part.name);
+            let path = part_object(&dir, stage, &part.name, manifest.epoch);
             match present.get(&path) {
                 Some(&size) if size == part.size => {}
                 found => {
@@ -227,8 +255,51 @@ impl CheckpointStore {
                 }
             }
         }
+        self.commit_written(job, manifest, || Ok(()))
+    }
+
+    /// [`CheckpointStore::commit`] for a caller that waited for every part's upload itself (the
+    /// checkpoint coordinator): the parts are not listed again. Makes them durable, running
+    /// `meanwhile` (e.g. the sinks' own syncs) while the fsyncs run, then writes the manifest,
+    /// create-only, if both succeeded.
+    pub(crate) fn commit_written(
+        &self,
+        job: &str,
+        manifest: &Manifest,
+        meanwhile: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        let dir = self.checkpoint_dir(job, manifest.checkpoint)?;
+        let parts: Vec<String> = manifest
+            .parts()
+            .map(|(stage, part)| part_object(&dir, stage, &part.name, manifest.epoch))
+            .collect();
+        let synced = self.backend.start_sync(&parts);
+        let meanwhile = meanwhile();
+        let synced = synced.wait();
+        meanwhile?;
+        synced?;
         self.backend
             .put_create_only(&format!("{dir}/{MANIFEST}"), manifest.encode()?)
+    }
+
+    /// Deletes everything of `job` in the store but the epochs of its runs (which must survive,
+    /// so that an older run still going learns that a newer one started): every checkpoint,
+    /// complete or not.
+    pub fn discard(&self, job: &str) -> Result<()> {
+        check_name("job id", job)?;
+        let listing = self.backend.list_dir(job)?;
+        for dir in listing.dirs.iter().filter(|d| *d != EPOCHS) {
+            self.backend.delete_dir(&format!("{job}/{dir}"))?;
+        }
+        self.backend
+            .delete_many(listing.objects.into_iter().map(|o| o.path).collect())
+    }
+
+    /// Takes checkpoint `id` of `job` back: deletes its manifest, so that it is not complete any
+    /// more (its parts go with the next prune).
+    pub(crate) fn uncommit(&self, job: &str, id: CheckpointId) -> Result<()> {
+        let dir = self.checkpoint_dir(job, id)?;
+        self.backend.delete(&format!("{dir}/{MANIFEST}"))
     }
 
     /// The complete checkpoints of `job` (those with a manifest), oldest first.
@@ -291,9 +362,9 @@ impl CheckpointStore {
         Ok(manifest)
     }
 
-    /// Reads part `part` of `stage` of checkpoint `id`, checking only its codec header and the
-    /// part size limit. Prefer [`OpenCheckpoint::read_part`], which also checks size and
-    /// checksum against the manifest.
+    /// Reads part `part` of `stage` of checkpoint `id` as this store's epoch wrote it, checking
+    /// only its codec header and the part size limit. Prefer [`OpenCheckpoint::read_part`],
+    /// which reads the parts the manifest lists and checks their size and checksum.
     pub fn read_part(
         &self,
         job: &str,
@@ -301,7 +372,7 @@ impl CheckpointStore {
         stage: &str,
         part: &str,
     ) -> Result<Vec<u8>> {
-        let path = self.part_path(job, id, stage, part)?;
+        let path = self.part_path(job, id, stage, part, self.epoch)?;
         let bytes = self.backend.get(&path, self.max_part_bytes)?;
         check_header(&bytes).map_err(|reason| self.corrupt(&path, reason))?;
         Ok(bytes)
@@ -381,10 +452,23 @@ impl CheckpointStore {
         Ok(format!("{job}/{id}"))
     }
 
-    fn part_path(&self, job: &str, id: CheckpointId, stage: &str, part: &str) -> Result<String> {
+    /// The path of part `part` of `stage` in checkpoint `id`, written by the run of `epoch`.
+    fn part_path(
+        &self,
+        job: &str,
+        id: CheckpointId,
+        stage: &str,
+        part: &str,
+        epoch: u64,
+    ) -> Result<String> {
         check_stage(stage)?;
         check_name("part name", part)?;
-        Ok(format!("{}/{stage}/{part}", self.checkpoint_dir(job, id)?))
+        Ok(part_object(
+            &self.checkpoint_dir(job, id)?,
+            stage,
+            part,
+            epoch,
+        ))
     }
 
     fn corrupt(&self, path: &str, reason: String) -> Error {
@@ -395,11 +479,19 @@ impl CheckpointStore {
     }
 }
 
+/// The object of part `name` of `stage` in the checkpoint directory `dir`, written by the run of
+/// `epoch`.
+fn part_object(dir: &str, stage: &str, name: &str, epoch: u64) -> String {
+    format!("{dir}/{stage}/{}", part_file(name, epoch))
+}
+
 /// A background part write started by [`CheckpointStore::start_write_part`].
 #[derive(Debug)]
 pub struct PartUpload {
     info: PartInfo,
     upload: UploadHandle,
+    /// Where it goes, relative to the backend's root.
+    path: String,
 }
 
 impl PartUpload {
@@ -408,7 +500,8 @@ impl PartUpload {
         &self.info
     }
 
-    /// Blocks until the part is durable; returns its info for the manifest.
+    /// Blocks until the part is written (durable once its checkpoint is committed); returns its
+    /// info for the manifest.
     pub fn wait(self) -> Result<PartInfo> {
         self.upload.wait().map(|()| self.info)
     }
@@ -445,13 +538,15 @@ mod tests {
             )
             .unwrap();
         let mut manifest = Manifest::new(job, id, 1);
+        manifest.epoch = store.epoch();
         manifest.add_part("s", 1, part);
         store.commit(job, &manifest).unwrap();
     }
 
     #[test]
     fn layout() {
-        let store = store();
+        // Part files carry the epoch of the run that wrote them.
+        let store = store().with_epoch(3);
         complete(&store, "job", 12);
         let paths: Vec<String> = store
             .backend()
@@ -464,7 +559,7 @@ mod tests {
             paths,
             [
                 "job/chk-00000012/_manifest",
-                "job/chk-00000012/s/kg-00000-00000"
+                "job/chk-00000012/s/kg-00000-00000.e00000003"
             ]
         );
     }

@@ -28,7 +28,7 @@ impl CheckpointStore {
         let present = self.sizes(&dir)?;
         let mut checks = Vec::new();
         for (stage, part) in manifest.parts() {
-            let path = format!("{dir}/{stage}/{}", part.name);
+            let path = super::part_object(&dir, stage, &part.name, manifest.epoch);
             match present.get(&path) {
                 None => {
                     return Err(self.corrupt(&path, "listed in the manifest, but missing".into()))
@@ -209,7 +209,7 @@ impl OpenCheckpoint {
     /// manifest. A part the manifest does not list is [`Error::NotFound`].
     pub fn read_part(&self, stage: &str, part: &str) -> Result<Vec<u8>> {
         let store = &self.store;
-        let path = store.part_path(&self.job, self.id(), stage, part)?;
+        let path = store.part_path(&self.job, self.id(), stage, part, self.manifest.epoch)?;
         let Some(info) = self.manifest.part(stage, part) else {
             return Err(Error::NotFound {
                 url: store.backend.url().to_string(),
@@ -282,7 +282,7 @@ impl OpenCheckpoint {
     pub(crate) fn corrupt_part(&self, stage: &str, part: &str, reason: String) -> Error {
         let path = self
             .store
-            .part_path(&self.job, self.id(), stage, part)
+            .part_path(&self.job, self.id(), stage, part, self.manifest.epoch)
             .unwrap_or_default();
         self.store.corrupt(&path, reason)
     }
