@@ -206,7 +206,8 @@ fn commit_refuses_a_manifest_listing_unwritten_parts() {
     manifest.add_part("totals", 1, missing);
     let err = store.commit(JOB, &manifest).unwrap_err();
     assert!(
-        err.to_string().contains("kg-00001-00001.e00000000 is missing"),
+        err.to_string()
+            .contains("kg-00001-00001.e00000000 is missing"),
         "{err}"
     );
     assert_eq!(store.list(JOB).unwrap(), vec![]);
