@@ -12,31 +12,12 @@ use solstice::state::checkpoint::CheckpointStore;
 
 mod common;
 
-use common::{per_user, published, root, sorted, write_orders, Running};
+use common::{per_user, published, simple_etl, sorted, write_orders, Running};
 
 const JOB: &str = "twice";
 
 fn command(input: &Path, out: &Path, checkpoints: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_simple_etl"));
-    cmd.current_dir(root())
-        .args(["--config", "configs/simple_etl.yaml", "--job-id", JOB])
-        .arg("--set")
-        .arg(format!("sources.orders.path={}", input.display()))
-        .arg("--set")
-        .arg(format!("sinks.out.path={}", out.display()))
-        .arg("--set")
-        .arg(format!(
-            "job.checkpoint.backend=file://{}",
-            checkpoints.display()
-        ))
-        .args([
-            "--set",
-            "job.checkpoint.interval_records=5000",
-            "--set",
-            "job.batch_size=256",
-        ])
-        .stdout(Stdio::null());
-    cmd
+    simple_etl(JOB, input, out, checkpoints)
 }
 
 /// True once the job has a complete checkpoint in `checkpoints`.

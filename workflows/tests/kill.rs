@@ -9,29 +9,11 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{last_published, per_user, published, root, sorted, write_orders, Running};
+use common::{last_published, per_user, published, simple_etl, sorted, write_orders, Running};
 
 fn command(input: &Path, out: &Path, checkpoints: &Path, restore: bool) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_simple_etl"));
-    cmd.current_dir(root())
-        .args(["--config", "configs/simple_etl.yaml", "--job-id", "killed"])
-        .arg("--set")
-        .arg(format!("sources.orders.path={}", input.display()))
-        .arg("--set")
-        .arg(format!("sinks.out.path={}", out.display()))
-        .arg("--set")
-        .arg(format!(
-            "job.checkpoint.backend=file://{}",
-            checkpoints.display()
-        ))
-        .args([
-            "--set",
-            "job.checkpoint.interval_records=5000",
-            "--set",
-            "job.batch_size=256",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut cmd = simple_etl("killed", input, out, checkpoints);
+    cmd.stderr(Stdio::null());
     if restore {
         cmd.args(["--restore", "latest"]);
     }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -108,4 +109,29 @@ pub fn sorted(lines: &[String]) -> Vec<&str> {
     let mut sorted: Vec<&str> = lines.iter().map(String::as_str).collect();
     sorted.sort_unstable();
     sorted
+}
+
+/// `simple_etl` as job `job` on `input`, publishing into `out`, checkpointing into
+/// `checkpoints` every 5000 records in batches of 256; stdout discarded.
+pub fn simple_etl(job: &str, input: &Path, out: &Path, checkpoints: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_simple_etl"));
+    cmd.current_dir(root())
+        .args(["--config", "configs/simple_etl.yaml", "--job-id", job])
+        .arg("--set")
+        .arg(format!("sources.orders.path={}", input.display()))
+        .arg("--set")
+        .arg(format!("sinks.out.path={}", out.display()))
+        .arg("--set")
+        .arg(format!(
+            "job.checkpoint.backend=file://{}",
+            checkpoints.display()
+        ))
+        .args([
+            "--set",
+            "job.checkpoint.interval_records=5000",
+            "--set",
+            "job.batch_size=256",
+        ])
+        .stdout(Stdio::null());
+    cmd
 }
