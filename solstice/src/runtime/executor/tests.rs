@@ -8,16 +8,21 @@
 //! instead of letting it hang. Channels hold one batch, tasks yield and dawdle at random, and jobs
 //! run on 2 to 4 threads (more threads than a small machine has cores, so that threads are also
 //! preempted mid-step), so that the protocol's steps interleave in many ways.
+//!
+//! The same tasks also talk through real loopback connections of the transport, with one credit
+//! per channel: then every wake-up comes from a socket thread, outside the pool, through
+//! [`ExternalWakes`].
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{run, TaskSlot};
+use super::{run_with, ExternalWakes, TaskSlot};
 use crate::core::task::{Cx, JobCounters, NoCheckpoints, Step, Task};
 use crate::error::{Error, Result};
 use crate::runtime::channel::{channel, ChanRx, ChanTx};
 use crate::runtime::message::{Input, Msg, Output};
+use crate::runtime::transport::{tests::pair, TransportConfig};
 
 /// No message delivered for this long: a wake-up was lost.
 const STALL: Duration = Duration::from_secs(10);
@@ -61,6 +66,18 @@ fn run_watched(
     tasks: Vec<Box<dyn Task>>,
     progress: &Arc<AtomicU64>,
 ) -> Result<()> {
+    let external = ExternalWakes::new(tasks.len());
+    run_watched_with(name, threads, tasks, progress, external)
+}
+
+/// [`run_watched`], with tasks that are also woken from outside the pool through `external`.
+fn run_watched_with(
+    name: &str,
+    threads: usize,
+    tasks: Vec<Box<dyn Task>>,
+    progress: &Arc<AtomicU64>,
+    external: ExternalWakes,
+) -> Result<()> {
     let (done_tx, done_rx) = mpsc::channel();
     let job = std::thread::Builder::new()
         .name(format!("job-{name}"))
@@ -74,7 +91,7 @@ fn run_watched(
             let counters = JobCounters::default();
             let finals = Mutex::new(Vec::new());
             let live = AtomicUsize::new(slots.len());
-            let result = run(
+            let result = run_with(
                 &slots,
                 &names,
                 threads,
@@ -82,6 +99,7 @@ fn run_watched(
                 &finals,
                 &NoCheckpoints,
                 &live,
+                &external,
             );
             let _ = done_tx.send(result);
         })
@@ -124,13 +142,13 @@ fn failed(what: String) -> Error {
 
 /// A message a task could not send yet (its channel was full; the task is registered to be woken
 /// when the reader takes a batch).
-struct Outbox {
-    tx: ChanTx<u64>,
+struct Outbox<O = ChanTx<u64>> {
+    tx: O,
     pending: Option<Msg<u64>>,
 }
 
-impl Outbox {
-    fn new(tx: ChanTx<u64>) -> Self {
+impl<O: Output<u64>> Outbox<O> {
+    fn new(tx: O) -> Self {
         Outbox { tx, pending: None }
     }
 
@@ -357,9 +375,9 @@ impl Task for Consumer {
 
 /// Sends `0..n` to an echo task, at most `window` records in flight, and checks that they come
 /// back in order.
-struct Pinger {
-    out: Outbox,
-    back: ChanRx<u64>,
+struct Pinger<I = ChanRx<u64>, O = ChanTx<u64>> {
+    out: Outbox<O>,
+    back: I,
     sent: u64,
     received: u64,
     n: u64,
@@ -369,7 +387,7 @@ struct Pinger {
     rng: Rng,
 }
 
-impl Task for Pinger {
+impl<I: Input<u64>, O: Output<u64>> Task for Pinger<I, O> {
     fn run(&mut self, cx: &mut Cx<'_>) -> Result<Step> {
         loop {
             // Read first: the echo may be blocked on the way back.
@@ -421,14 +439,14 @@ impl Task for Pinger {
 }
 
 /// Sends back everything it receives, end marker included.
-struct Echo {
-    input: ChanRx<u64>,
-    out: Outbox,
+struct Echo<I = ChanRx<u64>, O = ChanTx<u64>> {
+    input: I,
+    out: Outbox<O>,
     done: bool,
     rng: Rng,
 }
 
-impl Task for Echo {
+impl<I: Input<u64>, O: Output<u64>> Task for Echo<I, O> {
     fn run(&mut self, cx: &mut Cx<'_>) -> Result<Step> {
         loop {
             if !self.out.flush(cx)? {
@@ -705,4 +723,149 @@ fn parked_thread_is_notified_of_new_work() {
     ];
     let outcome = run_watched("hold", 2, tasks, &progress);
     assert_clean("hold", outcome);
+}
+
+/// `pairs` ping-pong pairs whose pingers and echoes sit at the two ends of a loopback
+/// connection, over channels of one credit each way: every wake-up of a task comes from a socket
+/// thread (a frame or a credit arrived), often while the task is running or its thread parks.
+fn tcp_ping_pong(threads: usize, pairs: usize, n: u64, window: u64, seed: u64) {
+    let (a, b) = pair(TransportConfig::default());
+    let external = ExternalWakes::new(2 * pairs);
+    let waker = |task: usize| external.waker(task).expect("a waker");
+    let progress = Arc::new(AtomicU64::new(0));
+    let mut tasks: Vec<Box<dyn Task>> = Vec::new();
+    for p in 0..pairs {
+        let (ping, echo) = (2 * p, 2 * p + 1);
+        let id = p as u32;
+        // The same id each way: the two directions are separate channels.
+        let to_echo = a.open_output::<u64>(id, waker(ping)).expect("open");
+        let from_ping = b.open_input::<u64>(id, 1, waker(echo)).expect("open");
+        let to_ping = b.open_output::<u64>(id, waker(echo)).expect("open");
+        let from_echo = a.open_input::<u64>(id, 1, waker(ping)).expect("open");
+        tasks.push(Box::new(Pinger {
+            out: Outbox::new(to_echo),
+            back: from_echo,
+            sent: 0,
+            received: 0,
+            n,
+            window,
+            ended: false,
+            progress: progress.clone(),
+            rng: Rng::new(seed + ping as u64),
+        }));
+        tasks.push(Box::new(Echo {
+            input: from_ping,
+            out: Outbox::new(to_ping),
+            done: false,
+            rng: Rng::new(seed + echo as u64),
+        }));
+    }
+    let name = format!("tcp ping-pong x{pairs}");
+    let outcome = run_watched_with(&name, threads, tasks, &progress, external.clone());
+    assert_clean(&name, outcome);
+    assert!(a.error().is_none() && b.error().is_none());
+}
+
+#[test]
+fn tcp_ping_pong_wakes_from_socket_threads() {
+    for (round, threads) in [2, 3, 4, 2].into_iter().enumerate() {
+        tcp_ping_pong(threads, 1, 3_000, 2, round as u64 * 1_000);
+        tcp_ping_pong(threads, 4, 800, 2, round as u64 * 1_000 + 1);
+        tcp_ping_pong(threads, 3, 800, 1, round as u64 * 1_000 + 2);
+    }
+}
+
+/// Tasks woken only by threads outside the pool, at random moments: a feeder thread per task
+/// puts numbers in the task's mailbox and wakes it (the transport's protocol: `waiting` is set
+/// and checked under the mailbox's lock), while the tasks yield, dawdle and park at random.
+#[test]
+fn outside_threads_wake_running_and_parked_tasks() {
+    struct Mailbox {
+        items: std::collections::VecDeque<u64>,
+        waiting: bool,
+    }
+    struct Reader {
+        mailbox: Arc<Mutex<Mailbox>>,
+        next: u64,
+        n: u64,
+        progress: Arc<AtomicU64>,
+        rng: Rng,
+    }
+    impl Task for Reader {
+        fn run(&mut self, _: &mut Cx<'_>) -> Result<Step> {
+            loop {
+                let item = {
+                    let mut m = self.mailbox.lock().map_err(|_| failed("poisoned".into()))?;
+                    match m.items.pop_front() {
+                        Some(item) => item,
+                        None => {
+                            m.waiting = true;
+                            return Ok(Step::Wait);
+                        }
+                    }
+                };
+                if item != self.next {
+                    return Err(failed(format!(
+                        "item {item} arrived, expected {}",
+                        self.next
+                    )));
+                }
+                self.next += 1;
+                self.progress.fetch_add(1, Ordering::Relaxed);
+                if self.next == self.n {
+                    return Ok(Step::Done);
+                }
+                self.rng.dawdle();
+                if self.rng.one_in(8) {
+                    return Ok(Step::Yield);
+                }
+            }
+        }
+    }
+    for (round, threads) in [2, 3, 4].into_iter().enumerate() {
+        let tasks_n = 6;
+        let n = 4_000u64;
+        let external = ExternalWakes::new(tasks_n);
+        let progress = Arc::new(AtomicU64::new(0));
+        let mut tasks: Vec<Box<dyn Task>> = Vec::new();
+        let mut feeders = Vec::new();
+        for t in 0..tasks_n {
+            let mailbox = Arc::new(Mutex::new(Mailbox {
+                items: Default::default(),
+                waiting: false,
+            }));
+            tasks.push(Box::new(Reader {
+                mailbox: mailbox.clone(),
+                next: 0,
+                n,
+                progress: progress.clone(),
+                rng: Rng::new((round * 100 + t) as u64),
+            }));
+            let waker = external.waker(t).expect("a waker");
+            let mut rng = Rng::new((round * 100 + t) as u64 + 7);
+            feeders.push(std::thread::spawn(move || {
+                for i in 0..n {
+                    let wake = {
+                        let mut m = mailbox.lock().expect("mailbox");
+                        m.items.push_back(i);
+                        std::mem::take(&mut m.waiting)
+                    };
+                    if wake {
+                        waker.wake();
+                    }
+                    // Sometimes a burst, sometimes one at a time with the task parked between.
+                    if rng.one_in(3) {
+                        std::thread::yield_now();
+                    }
+                    rng.dawdle();
+                }
+            }));
+        }
+        let name = format!("outside wakes on {threads} threads");
+        let outcome = run_watched_with(&name, threads, tasks, &progress, external);
+        for feeder in feeders {
+            feeder.join().expect("feeder");
+        }
+        assert_clean(&name, outcome);
+    }
 }

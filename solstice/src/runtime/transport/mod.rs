@@ -30,7 +30,7 @@ pub(crate) mod mux;
 pub(crate) mod remote;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub(crate) use handshake::{generate_secret_hex, Hello, JobSecret};
 pub(crate) use link::ChannelStats;

@@ -22,7 +22,8 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 mod bench;
 
-pub(super) fn endpoint(identity: &str, config: TransportConfig) -> Endpoint {
+/// An endpoint of the test job (one secret, build and config), named `identity`.
+pub(crate) fn endpoint(identity: &str, config: TransportConfig) -> Endpoint {
     Endpoint {
         secret: JobSecret::new(*b"a test job secret, 32 bytes long").unwrap(),
         hello: Hello {
@@ -35,7 +36,7 @@ pub(super) fn endpoint(identity: &str, config: TransportConfig) -> Endpoint {
 }
 
 /// Two connected ends: (dialer `a`, listener `b`).
-pub(super) fn pair(config: TransportConfig) -> (Connection, Connection) {
+pub(crate) fn pair(config: TransportConfig) -> (Connection, Connection) {
     let listener = Listener::bind(localhost(), endpoint("b", config.clone())).unwrap();
     let addr = listener.local_addr().unwrap();
     let accepting = std::thread::spawn(move || listener.accept());
