@@ -218,9 +218,14 @@ fn a_slow_receiver_holds_the_sender_to_its_credits() {
             }
             next += 1;
         }
+        // Credit granted for earlier reads may land right after the send was handed back, so
+        // what is held now need not be zero; what was sent plus what is held never exceeds
+        // what the receiver granted.
         let (o, i) = (out.stats(), input.stats());
-        assert_eq!(o.credits, 0);
-        assert!(o.data_frames <= i.credits_total, "{o:?} {i:?}");
+        assert!(
+            o.data_frames + u64::from(o.credits) <= i.credits_total,
+            "{o:?} {i:?}"
+        );
         assert!(next - received <= u64::from(CAPACITY));
         // The reader takes one or more: credit returns and the blocked sender is woken.
         eventually("the inbox fills", || input.stats().data_frames == next);
