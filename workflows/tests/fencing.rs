@@ -63,7 +63,8 @@ fn a_second_run_fences_the_first_and_every_checkpoint_still_restores() {
             started.elapsed() < Duration::from_secs(120),
             "no checkpoint in 120 s"
         );
-        // Polls the process and the store.
+        // No event tells of a manifest written by another process: poll the condition (under
+        // the deadline above), as the kill test polls its output directory.
         std::thread::sleep(Duration::from_millis(5));
     }
     let second = command(&input, &out, &checkpoints)

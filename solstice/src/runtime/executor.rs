@@ -241,6 +241,15 @@ pub(crate) fn run(
     )
 }
 
+/// Frees a hub for the next run when a run ends.
+struct Detach<'h>(&'h Hub);
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        self.0.attached.store(false, Ordering::Release);
+    }
+}
+
 /// [`run`], with tasks that are also woken from outside the pool through `external`.
 #[allow(clippy::too_many_arguments)] // `run`'s arguments and one more; a struct would only rename them
 pub(crate) fn run_with(
@@ -259,31 +268,8 @@ pub(crate) fn run_with(
             "external wake-ups are already serving another run".into(),
         ));
     }
-    let outcome = run_pool(
-        slots,
-        stage_names,
-        threads,
-        counters,
-        final_states,
-        checkpoints,
-        live,
-        hub,
-    );
-    hub.attached.store(false, Ordering::Release);
-    outcome
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_pool(
-    slots: &[TaskSlot],
-    stage_names: &[String],
-    threads: usize,
-    counters: &JobCounters,
-    final_states: &Mutex<Vec<(usize, Vec<u8>)>>,
-    checkpoints: &dyn Checkpoints,
-    live: &AtomicUsize,
-    hub: &Hub,
-) -> Result<()> {
+    // Detached again however the run ends.
+    let _detach = Detach(hub);
     let workers: Vec<Worker<TaskId>> = (0..threads).map(|_| Worker::new_fifo()).collect();
     let pool = Pool {
         slots,

@@ -470,6 +470,50 @@ impl<I: Input<u64>, O: Output<u64>> Task for Echo<I, O> {
     }
 }
 
+/// The four ends of one ping-pong pair, whatever carries them.
+struct PairEnds<O1, I1, O2, I2> {
+    to_echo: O1,
+    from_ping: I1,
+    to_ping: O2,
+    from_echo: I2,
+}
+
+/// The pinger (task `ids.0`) and the echo (task `ids.1`) of one ping-pong pair over `ends`.
+fn ping_pong_pair<O1, I1, O2, I2>(
+    ends: PairEnds<O1, I1, O2, I2>,
+    (ping, echo): (usize, usize),
+    n: u64,
+    window: u64,
+    seed: u64,
+    progress: &Arc<AtomicU64>,
+) -> [Box<dyn Task>; 2]
+where
+    O1: Output<u64> + 'static,
+    I1: Input<u64> + 'static,
+    O2: Output<u64> + 'static,
+    I2: Input<u64> + 'static,
+{
+    [
+        Box::new(Pinger {
+            out: Outbox::new(ends.to_echo),
+            back: ends.from_echo,
+            sent: 0,
+            received: 0,
+            n,
+            window,
+            ended: false,
+            progress: progress.clone(),
+            rng: Rng::new(seed + ping as u64),
+        }),
+        Box::new(Echo {
+            input: ends.from_ping,
+            out: Outbox::new(ends.to_ping),
+            done: false,
+            rng: Rng::new(seed + echo as u64),
+        }),
+    ]
+}
+
 /// `pairs` ping-pong pairs over channels of one batch, two records in flight: both directions
 /// fill, so each side is in turn a blocked sender woken by the other's receive and a waiting
 /// reader woken by the other's send, often while it is still running.
@@ -480,23 +524,20 @@ fn ping_pong(threads: usize, pairs: usize, n: u64, window: u64, seed: u64) {
         let (ping, echo) = (2 * p, 2 * p + 1);
         let (to_echo, from_ping) = channel::<u64>(1, echo);
         let (to_ping, from_echo) = channel::<u64>(1, ping);
-        tasks.push(Box::new(Pinger {
-            out: Outbox::new(to_echo),
-            back: from_echo,
-            sent: 0,
-            received: 0,
+        let ends = PairEnds {
+            to_echo,
+            from_ping,
+            to_ping,
+            from_echo,
+        };
+        tasks.extend(ping_pong_pair(
+            ends,
+            (ping, echo),
             n,
             window,
-            ended: false,
-            progress: progress.clone(),
-            rng: Rng::new(seed + ping as u64),
-        }));
-        tasks.push(Box::new(Echo {
-            input: from_ping,
-            out: Outbox::new(to_ping),
-            done: false,
-            rng: Rng::new(seed + echo as u64),
-        }));
+            seed,
+            &progress,
+        ));
     }
     let name = format!("ping-pong x{pairs}");
     let outcome = run_watched(&name, threads, tasks, &progress);
@@ -742,23 +783,20 @@ fn tcp_ping_pong(threads: usize, pairs: usize, n: u64, window: u64, seed: u64) {
         let from_ping = b.open_input::<u64>(id, 1, waker(echo)).expect("open");
         let to_ping = b.open_output::<u64>(id, waker(echo)).expect("open");
         let from_echo = a.open_input::<u64>(id, 1, waker(ping)).expect("open");
-        tasks.push(Box::new(Pinger {
-            out: Outbox::new(to_echo),
-            back: from_echo,
-            sent: 0,
-            received: 0,
+        let ends = PairEnds {
+            to_echo,
+            from_ping,
+            to_ping,
+            from_echo,
+        };
+        tasks.extend(ping_pong_pair(
+            ends,
+            (ping, echo),
             n,
             window,
-            ended: false,
-            progress: progress.clone(),
-            rng: Rng::new(seed + ping as u64),
-        }));
-        tasks.push(Box::new(Echo {
-            input: from_ping,
-            out: Outbox::new(to_ping),
-            done: false,
-            rng: Rng::new(seed + echo as u64),
-        }));
+            seed,
+            &progress,
+        ));
     }
     let name = format!("tcp ping-pong x{pairs}");
     let outcome = run_watched_with(&name, threads, tasks, &progress, external.clone());
