@@ -4,7 +4,7 @@
 //! runtime routes them by key group, the stateful operator reads them.
 
 /// A record with its key and key group, as sent from a key_by stage to a stateful stage.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Keyed<K, V> {
     /// The stable hash of `key`; its key group and its slot in keyed state derive from it.
     pub hash: u64,

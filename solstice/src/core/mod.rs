@@ -13,10 +13,17 @@ pub(crate) mod task;
 
 use std::any::Any;
 
-/// The bounds every record type satisfies: records are moved between threads in batches and cloned
-/// where a stream fans out to several stages.
-pub trait Data: Clone + Send + 'static {}
-impl<T: Clone + Send + 'static> Data for T {}
+/// The bounds every record type satisfies: records are moved between threads in batches, cloned
+/// where a stream fans out to several stages, and encoded where an edge crosses from one process
+/// to another (which edges do is decided when the job runs, so every record type can be encoded).
+#[diagnostic::on_unimplemented(
+    message = "records of type `{Self}` cannot travel between stages",
+    label = "records of this stage are `{Self}`",
+    note = "a record type must be `Clone + Send + 'static` and derive `Serialize` and `Deserialize` \
+            (edges between processes carry records encoded)"
+)]
+pub trait Data: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static {}
+impl<T: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static> Data for T {}
 
 /// A type-erased box used only while wiring tasks, never per record.
 pub(crate) type AnyBox = Box<dyn Any + Send>;
