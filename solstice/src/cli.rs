@@ -3,6 +3,8 @@
 //! ```text
 //! <workflow> --config FILE [--job-id ID] [--set KEY=VALUE]... [--explain]
 //!            [--restore latest|ID | --fresh] [--list-checkpoints]
+//!            [--coordinator --listen ADDR --workers N]
+//! <workflow> --config FILE [--job-id ID] [--set KEY=VALUE]... --worker --join HOST:PORT
 //! <workflow> --version
 //! solstice --version
 //! solstice list
@@ -43,6 +45,24 @@ pub struct RunArgs {
     /// Lists the complete checkpoints of the job and exits.
     #[arg(long)]
     pub list_checkpoints: bool,
+    /// Coordinates workers that join by hand (`--worker --join`) instead of running the job's
+    /// tasks here; needs `--listen` and `--workers`, and the job secret (`SOLSTICE_SECRET` or
+    /// `runtime.secret_file`).
+    #[arg(long, requires_all = ["listen", "workers"], conflicts_with = "worker")]
+    pub coordinator: bool,
+    /// Where the coordinator listens for its workers, e.g. `0.0.0.0:7100`.
+    #[arg(long, value_name = "ADDR", requires = "coordinator")]
+    pub listen: Option<String>,
+    /// How many workers the coordinator waits for before the job starts.
+    #[arg(long, value_name = "N", requires = "coordinator")]
+    pub workers: Option<usize>,
+    /// Runs as a worker of the coordinator given by `--join` (spawned by it, or started by
+    /// hand with the same binary and config).
+    #[arg(long, requires = "join")]
+    pub worker: bool,
+    /// The coordinator a worker joins, `HOST:PORT`.
+    #[arg(long, value_name = "HOST:PORT", requires = "worker")]
+    pub join: Option<String>,
 }
 
 #[derive(Parser, Debug)]
@@ -146,11 +166,38 @@ pub fn run_with(
     build: fn(&mut JobBuilder) -> Result<()>,
     args: &RunArgs,
 ) -> Result<()> {
+    run_as(name, build, args, &[])
+}
+
+/// [`run_with`], where `prefix` are the arguments a worker of this job is spawned with before
+/// its run options (the launcher's `run --workflow NAME`).
+fn run_as(
+    name: &str,
+    build: fn(&mut JobBuilder) -> Result<()>,
+    args: &RunArgs,
+    prefix: &[&str],
+) -> Result<()> {
     let mut config = Config::load(&args.config, &args.set)?;
     if let Some(id) = &args.job_id {
         config.job.id = Some(id.clone());
     }
     let mut job = Job::build(name, config, build)?;
+    if args.worker {
+        let join = args
+            .join
+            .as_deref()
+            .ok_or_else(|| Error::config("--join", "a worker needs --join HOST:PORT"))?;
+        let join = resolve(join, "--join")?;
+        let endpoint = processes::endpoint(
+            job.config(),
+            "worker",
+            processes::secret(job.config(), true)?,
+        )?;
+        return job.serve(join, endpoint);
+    }
+    if let Some(spec) = processes::cluster_spec(&job, args, prefix)? {
+        job.on_cluster(spec);
+    }
     if args.explain {
         print!("{}", job.explain());
         return Ok(());
@@ -252,7 +299,144 @@ pub fn launcher(workflows: &[Workflow]) -> Result<()> {
                     format!("no workflow `{workflow}` (available: {})", names.join(", ")),
                 ));
             };
-            run_with(w.name, w.build, &run)
+            run_as(w.name, w.build, &run, &["run", "--workflow", w.name])
         }
+    }
+}
+
+/// The one address `addr` (`HOST:PORT`) names.
+fn resolve(addr: &str, flag: &str) -> Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .map_err(|e| Error::config(flag, format!("`{addr}`: {e}")))?
+        .next()
+        .ok_or_else(|| Error::config(flag, format!("`{addr}` names no address")))
+}
+
+/// How the command line makes a job of several processes.
+mod processes {
+    use std::ffi::OsString;
+    use std::time::Duration;
+
+    use super::{resolve, RunArgs};
+    use crate::config::Config;
+    use crate::error::{Error, Result};
+    use crate::job::Job;
+    use crate::runtime::cluster::{ClusterSpec, Membership, WorkerCommand, SECRET_ENV};
+    use crate::runtime::transport::{
+        generate_secret_hex, Endpoint, Hello, JobSecret, TransportConfig,
+    };
+
+    /// The job secret: `SOLSTICE_SECRET`, else `runtime.secret_file`; else a fresh one unless
+    /// `required`.
+    pub(super) fn secret(config: &Config, required: bool) -> Result<JobSecret> {
+        if let Ok(hex) = std::env::var(SECRET_ENV) {
+            return JobSecret::from_hex(&hex).map_err(|e| Error::config(SECRET_ENV, e.to_string()));
+        }
+        if let Some(file) = &config.runtime.secret_file {
+            let path = config.resolve_path("runtime.secret_file", file);
+            let hex = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            return JobSecret::from_hex(&hex).map_err(|e| {
+                Error::config(
+                    format!("runtime.secret_file ({})", path.display()),
+                    e.to_string(),
+                )
+            });
+        }
+        if required {
+            return Err(Error::config(
+                &config.origin,
+                format!(
+                    "processes started by hand need the job secret: set {SECRET_ENV} (hex, e.g. \
+                     from `openssl rand -hex 32`) or runtime.secret_file"
+                ),
+            ));
+        }
+        JobSecret::from_hex(&generate_secret_hex()?)
+    }
+
+    /// What this process tells its peers: `role`, its build and its configuration's hash.
+    pub(super) fn endpoint(config: &Config, role: &str, secret: JobSecret) -> Result<Endpoint> {
+        let transport = TransportConfig::with_heartbeat_ms(config.heartbeat().as_millis() as u64);
+        transport.check()?;
+        Ok(Endpoint {
+            secret,
+            hello: Hello {
+                identity: format!(
+                    "{role} pid {} on {}",
+                    std::process::id(),
+                    crate::runtime::worker::hostname()
+                )
+                .into_bytes(),
+                build: crate::build::fingerprint()?.into_bytes(),
+                config: config.fingerprint()?.into_bytes(),
+            },
+            config: transport,
+        })
+    }
+
+    /// The job's workers, if it runs on workers: `--coordinator`, or `runtime.processes` above 1.
+    pub(super) fn cluster_spec(
+        job: &Job,
+        args: &RunArgs,
+        prefix: &[&str],
+    ) -> Result<Option<ClusterSpec>> {
+        let config = job.config();
+        let (membership, listen, by_hand) = if args.coordinator {
+            let listen = args
+                .listen
+                .as_deref()
+                .ok_or_else(|| Error::config("--listen", "a coordinator needs --listen ADDR"))?;
+            let workers = args.workers.unwrap_or(0);
+            if workers == 0 {
+                return Err(Error::config(
+                    "--workers",
+                    "a coordinator needs at least 1 worker",
+                ));
+            }
+            (
+                Membership::Join { workers },
+                resolve(listen, "--listen")?,
+                true,
+            )
+        } else if config.processes() > 1 {
+            let program =
+                std::env::current_exe().map_err(|e| Error::io("the running executable", e))?;
+            let mut worker_args: Vec<OsString> = prefix.iter().map(OsString::from).collect();
+            let config_path =
+                std::path::absolute(&args.config).map_err(|e| Error::io(&args.config, e))?;
+            worker_args.push("--config".into());
+            worker_args.push(config_path.into());
+            if let Some(id) = &args.job_id {
+                worker_args.push("--job-id".into());
+                worker_args.push(id.into());
+            }
+            for set in &args.set {
+                worker_args.push("--set".into());
+                worker_args.push(set.into());
+            }
+            let membership = Membership::Spawn {
+                processes: config.processes(),
+                command: WorkerCommand {
+                    program,
+                    args: worker_args,
+                },
+            };
+            // Spawned workers are on this host: the coordinator listens on loopback only.
+            let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            (membership, listen, false)
+        } else {
+            return Ok(None);
+        };
+        let local_store = config
+            .checkpoint_url()
+            .filter(|url| url.starts_with("file:"));
+        Ok(Some(ClusterSpec {
+            membership,
+            listen,
+            endpoint: endpoint(config, "coordinator", secret(config, by_hand)?)?,
+            rejoin_timeout: Duration::from_secs(config.runtime.rejoin_timeout_secs.unwrap_or(60)),
+            local_store,
+        }))
     }
 }

@@ -289,6 +289,35 @@ pub enum Error {
         message: String,
     },
 
+    /// A worker process of the job failed: a task of it failed (`message` says how), or the
+    /// worker itself did.
+    #[error("{worker}: {message}")]
+    Worker {
+        /// The worker: its index, host and process id.
+        worker: String,
+        /// What failed there.
+        message: String,
+        /// A restart of the job can get past it (a stage's error or panic, a backend hiccup).
+        restartable: bool,
+    },
+
+    /// A worker process of the job went away: it exited, was killed, or fell silent for longer
+    /// than `runtime.heartbeat_ms`.
+    #[error("{worker} was lost: {reason}")]
+    WorkerLost {
+        /// The worker: its index, host and process id.
+        worker: String,
+        /// How it was noticed.
+        reason: String,
+    },
+
+    /// A run was stopped before it ended: its coordinator cancelled it.
+    #[error("cancelled: {reason}")]
+    Cancelled {
+        /// Why.
+        reason: String,
+    },
+
     /// A connection to another process was refused while it was being set up: not a Solstice
     /// peer, another protocol version, the wrong job secret, or another build or configuration.
     #[error("handshake with {peer}: {message}")]

@@ -9,7 +9,10 @@
 //!   channel_capacity: 16    # batches a channel holds before the sender waits
 //! runtime:
 //!   threads: 4              # worker threads; default: available cores
-//!   processes: 1            # only 1 is supported by this build
+//!   processes: 1            # worker processes this host spawns (1: the job runs in this one)
+//!   heartbeat_ms: 3000      # a process silent for this long is lost
+//!   rejoin_timeout_secs: 60 # how long a lost worker that joined by hand is waited for
+//!   secret_file: job.secret # the job secret (hex) for workers joining by hand
 //! stages:
 //!   totals: { parallelism: [2, 10] }
 //! sources:
@@ -174,8 +177,18 @@ impl Default for JobSection {
 pub struct RuntimeSection {
     /// Worker threads of the work-stealing pool (default: available cores).
     pub threads: Option<usize>,
-    /// Processes (default 1; only 1 is supported by this build).
+    /// Worker processes to spawn on this host (default 1: the job runs in this process). With
+    /// more, this process coordinates them and runs no task itself.
     pub processes: Option<usize>,
+    /// A process of the job that sends nothing for this long is lost (default 3000 ms): its
+    /// connections fail, and the job restarts from its last complete checkpoint.
+    pub heartbeat_ms: Option<u64>,
+    /// How long a coordinator waits for a replacement of a lost worker that joined by hand
+    /// (default 60 s).
+    pub rejoin_timeout_secs: Option<u64>,
+    /// A file holding the job secret as hex digits (at least 32), for a coordinator and workers
+    /// started by hand; `SOLSTICE_SECRET` overrides it. Relative to the config file.
+    pub secret_file: Option<PathBuf>,
 }
 
 /// `stages.<name>:` settings.
@@ -327,14 +340,38 @@ impl Config {
         if self.runtime.threads == Some(0) {
             return err("runtime.threads: must be at least 1".into());
         }
-        if let Some(p) = self.runtime.processes {
-            if p != 1 {
+        if self.runtime.processes == Some(0) {
+            return err("runtime.processes: must be at least 1".into());
+        }
+        if let Some(ms) = self.runtime.heartbeat_ms {
+            if ms < 10 {
                 return err(format!(
-                    "runtime.processes: {p} processes requested, but this build runs one process"
+                    "runtime.heartbeat_ms: {ms} ms is too short (at least 10)"
                 ));
             }
         }
         Ok(())
+    }
+
+    /// Worker processes to spawn (`runtime.processes`, default 1).
+    pub fn processes(&self) -> usize {
+        self.runtime.processes.unwrap_or(1)
+    }
+
+    /// The heartbeat timeout (`runtime.heartbeat_ms`, default 3 s).
+    pub fn heartbeat(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.runtime.heartbeat_ms.unwrap_or(3000))
+    }
+
+    /// A hash of the job's settings (every section, not where the file was read from): a
+    /// worker whose configuration hashes differently from its coordinator's is refused.
+    pub fn fingerprint(&self) -> Result<String> {
+        use std::hash::Hasher;
+        let text = serde_json::to_vec(self)
+            .map_err(|e| Error::Internal(format!("cannot hash the configuration: {e}")))?;
+        let mut hasher = twox_hash::XxHash64::with_seed(0);
+        hasher.write(&text);
+        Ok(format!("{:016x}", hasher.finish()))
     }
 
     /// Worker threads to run with.

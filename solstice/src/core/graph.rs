@@ -63,6 +63,24 @@ pub(crate) trait InputKit: Send {
     /// A channel of `capacity` batches from one sending subtask to task `reader`:
     /// `(sender, receiver)`.
     fn channel(&self, capacity: usize, reader: TaskId) -> (AnyBox, AnyBox);
+    /// The receiving end of logical channel `channel` of `connection`, from a sending subtask
+    /// in the process at its other end, with room for `capacity` batches; `waker` wakes its
+    /// reading task.
+    fn remote_input(
+        &self,
+        connection: &crate::runtime::transport::Connection,
+        channel: u32,
+        capacity: u32,
+        waker: crate::runtime::executor::RemoteWaker,
+    ) -> Result<AnyBox>;
+    /// The sending end of logical channel `channel` of `connection`, to a receiving subtask in
+    /// the process at its other end; `waker` wakes the sending task.
+    fn remote_output(
+        &self,
+        connection: &crate::runtime::transport::Connection,
+        channel: u32,
+        waker: crate::runtime::executor::RemoteWaker,
+    ) -> Result<AnyBox>;
     /// The task that reads `receivers` (one per sending subtask) into `chain`.
     fn task(&self, receivers: Vec<AnyBox>, chain: AnyBox) -> Result<Box<dyn Task>>;
 }

@@ -34,8 +34,9 @@ pub(crate) trait Checkpoints: Sync {
     /// sources return it, which stops the job.
     fn fenced(&self) -> Result<()>;
     /// The id of the job's final checkpoint, taken at end of stream: every task reports its
-    /// last snapshot under it when its input ends (allocated on first use).
-    fn final_id(&self) -> u64;
+    /// last snapshot under it when its input ends (allocated on first use; in a worker process,
+    /// asked of the coordinator, which can fail).
+    fn final_id(&self) -> Result<u64>;
     /// The newest complete checkpoint (0: none).
     fn completed(&self) -> u64;
     /// The newest checkpoint the coordinator asked sources to start (0: none yet).
@@ -58,8 +59,8 @@ impl Checkpoints for NoCheckpoints {
     fn fenced(&self) -> Result<()> {
         Ok(())
     }
-    fn final_id(&self) -> u64 {
-        0
+    fn final_id(&self) -> Result<u64> {
+        Ok(0)
     }
     fn completed(&self) -> u64 {
         0

@@ -17,10 +17,14 @@ use crate::core::graph::Graph;
 use crate::core::plan::PhysicalPlan;
 use crate::error::Result;
 use crate::metrics::Metrics;
+use crate::runtime::cluster::ClusterSpec;
 pub use crate::runtime::coordinator::CheckpointStats;
 use crate::runtime::coordinator::Triggers;
+use crate::runtime::placement::Placement;
 use crate::runtime::supervisor::{self, Supervisor};
 pub use crate::runtime::supervisor::{Restore, Start};
+use crate::runtime::transport::Endpoint;
+use crate::runtime::worker::{self, WorkerJob};
 use crate::state::checkpoint::CheckpointStore;
 
 pub use builder::{JobBuilder, KeyedStream, Stream};
@@ -38,6 +42,8 @@ pub struct Job {
     outputs: Outputs,
     begin: Start,
     triggers: Arc<Triggers>,
+    /// Its worker processes, when it runs on workers (set by the command line).
+    cluster: Option<ClusterSpec>,
 }
 
 impl std::fmt::Debug for Job {
@@ -79,6 +85,7 @@ impl Job {
             outputs,
             begin: Start::New,
             triggers: Arc::default(),
+            cluster: None,
         })
     }
 
@@ -92,10 +99,46 @@ impl Job {
         &self.id
     }
 
-    /// The physical plan as text: chains, parallelism, partitioning, key groups.
+    /// The physical plan as text: chains, parallelism, partitioning, key groups; with several
+    /// worker processes, which runs what.
     pub fn explain(&self) -> String {
-        self.plan
-            .explain(&self.graph, &self.id, self.config.threads())
+        let mut text = self
+            .plan
+            .explain(&self.graph, &self.id, self.config.threads());
+        let workers = match &self.cluster {
+            Some(spec) => spec.workers(),
+            None => self.config.processes(),
+        };
+        if workers > 1 {
+            text += &Placement::new(&self.plan, workers).explain(&self.graph, &self.plan);
+        }
+        text
+    }
+
+    /// Runs the job on worker processes (see [`crate::cli`]).
+    pub(crate) fn on_cluster(&mut self, spec: ClusterSpec) {
+        self.cluster = Some(spec);
+    }
+
+    /// Serves as a worker of this job's coordinator at `join` until the coordinator ends the
+    /// job.
+    pub(crate) fn serve(&self, join: std::net::SocketAddr, endpoint: Endpoint) -> Result<()> {
+        worker::serve(
+            &WorkerJob {
+                id: &self.id,
+                graph: &self.graph,
+                plan: &self.plan,
+                config: &self.config,
+                metrics: &self.metrics,
+            },
+            join,
+            endpoint,
+        )
+    }
+
+    /// The job's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// Starts the job on a thread of its own; the [`Runner`] takes checkpoints on demand and
@@ -139,12 +182,13 @@ impl Job {
             plan: &self.plan,
             config: &self.config,
             triggers: &self.triggers,
+            cluster: self.cluster.as_ref(),
         }
         .run(self.begin)?;
-        Ok(JobResult::new(
-            report,
-            self.metrics.snapshot(),
-            self.outputs.clone(),
-        ))
+        let mut counters = self.metrics.snapshot();
+        for (name, n) in &report.worker_counters {
+            *counters.entry(name.clone()).or_default() += n;
+        }
+        Ok(JobResult::new(report, counters, self.outputs.clone()))
     }
 }

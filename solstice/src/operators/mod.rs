@@ -284,7 +284,7 @@ where
             }
         }
         if cx.checkpoints.enabled() {
-            self.snapshot(cx.checkpoints.final_id(), cx)?;
+            self.snapshot(cx.checkpoints.final_id()?, cx)?;
         }
         let state = codec::encode(&std::mem::take(&mut self.state))?;
         cx.final_states
@@ -384,7 +384,7 @@ impl<T, W: SinkWriter<T>> BatchSink<T> for SinkOp<W> {
         cx.stage = self.stage;
         if cx.checkpoints.enabled() {
             // The end of the stream is the final checkpoint: stage the tail like any epoch.
-            self.checkpoint(cx.checkpoints.final_id(), cx)?;
+            self.checkpoint(cx.checkpoints.final_id()?, cx)?;
         }
         self.writer.finish()
     }

@@ -23,7 +23,7 @@ use crate::core::task::{Checkpoints, TaskId};
 use crate::error::{Error, Result};
 use crate::state::checkpoint::{CheckpointStore, PartUpload};
 use crate::state::codec;
-use crate::state::manifest::{CheckpointId, Manifest};
+use crate::state::manifest::{CheckpointId, Manifest, PartInfo};
 
 /// What one completed checkpoint cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,11 +142,51 @@ impl Triggers {
     }
 }
 
+/// How long the commit of a checkpoint waits for a worker process to write one of its parts.
+pub(crate) const REMOTE_PART_DEADLINE: Duration = Duration::from_secs(300);
+
+/// A part of a checkpoint on its way to the store.
+enum PendingPart {
+    /// Written by this process.
+    Upload(PartUpload),
+    /// Written by a worker process, which sends its info once written.
+    Remote {
+        worker: String,
+        name: String,
+        rx: crossbeam_channel::Receiver<Result<PartInfo>>,
+    },
+}
+
+impl PendingPart {
+    fn wait(self) -> Result<PartInfo> {
+        match self {
+            PendingPart::Upload(upload) => upload.wait(),
+            PendingPart::Remote { worker, name, rx } => {
+                match rx.recv_timeout(REMOTE_PART_DEADLINE) {
+                    Ok(result) => result,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(Error::Checkpoint {
+                        id: None,
+                        reason: format!(
+                            "{worker} did not write part {name} within {REMOTE_PART_DEADLINE:?}"
+                        ),
+                    }),
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        Err(Error::Checkpoint {
+                            id: None,
+                            reason: format!("{worker} went away before writing part {name}"),
+                        })
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A checkpoint being taken.
 struct Inflight {
     id: u64,
     acked: HashSet<TaskId>,
-    uploads: Vec<(usize, PartUpload)>,
+    uploads: Vec<(usize, PendingPart)>,
     /// Staged sink transactions, published once the checkpoint is committed.
     transactions: Vec<(usize, String)>,
     error: Option<Error>,
@@ -220,6 +260,17 @@ pub(crate) struct Coordinator<'a> {
     stats: Mutex<Vec<CheckpointStats>>,
     state: Mutex<State>,
     changed: Condvar,
+    /// Where triggers and completions are announced (to worker processes), if anywhere.
+    notices: Option<crossbeam_channel::Sender<Notice>>,
+}
+
+/// What a coordinator announces to the worker processes of its job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// The sources are to start checkpoint `n`.
+    Trigger(u64),
+    /// Checkpoint `n` is complete.
+    Completed(u64),
 }
 
 /// What a coordinator is made from.
@@ -244,6 +295,8 @@ pub(crate) struct CoordinatorSpec<'a> {
     pub last_completed: u64,
     /// The highest checkpoint id any earlier run used, complete or not.
     pub last_used: u64,
+    /// Where triggers and completions are announced, if anywhere.
+    pub notices: Option<crossbeam_channel::Sender<Notice>>,
 }
 
 impl<'a> Coordinator<'a> {
@@ -259,6 +312,7 @@ impl<'a> Coordinator<'a> {
             triggers,
             last_completed,
             last_used,
+            notices,
         } = spec;
         let records_due = schedule.interval_records.unwrap_or(u64::MAX);
         Coordinator {
@@ -289,6 +343,7 @@ impl<'a> Coordinator<'a> {
                 last: None,
             }),
             changed: Condvar::new(),
+            notices,
         }
     }
 
@@ -468,6 +523,7 @@ impl<'a> Coordinator<'a> {
     ) -> Option<Inflight> {
         self.lock().regular = Some(Inflight::new(id));
         self.requested.store(id, Ordering::Release);
+        self.notify(Notice::Trigger(id));
         let mut guard = self.lock();
         loop {
             let acks = guard.regular.as_ref().map_or(0, |f| f.acked.len());
@@ -552,6 +608,7 @@ impl<'a> Coordinator<'a> {
             return Err(self.fence(newer.to_string()));
         }
         self.completed.fetch_max(id, Ordering::AcqRel);
+        self.notify(Notice::Completed(id));
         let committed = started.elapsed();
         // Committed: the sinks' staged output becomes visible. A failure from here on is redone
         // by a restore of this checkpoint (publishing is idempotent).
@@ -637,6 +694,62 @@ impl<'a> Coordinator<'a> {
         }
     }
 
+    fn notify(&self, notice: Notice) {
+        if let Some(tx) = &self.notices {
+            let _ = tx.send(notice);
+        }
+    }
+
+    /// The id of the final checkpoint, allocated on first use.
+    pub(crate) fn allocate_final_id(&self) -> u64 {
+        let mut state = self.lock();
+        let current = self.final_id.load(Ordering::Acquire);
+        if current != 0 {
+            return current;
+        }
+        let id = self.last_id.fetch_add(1, Ordering::AcqRel) + 1;
+        state.last = Some(Inflight::new(id));
+        self.final_id.store(id, Ordering::Release);
+        drop(state);
+        self.changed.notify_all();
+        id
+    }
+
+    /// A worker process announces part `name` of stage `stage` of checkpoint `id`, which it is
+    /// writing to the store itself, with the sink transactions it stages. Returns where to send
+    /// the part's info once written (`None` when the checkpoint is not in flight any more): the
+    /// commit waits for it, and fails naming `worker` when the sender goes away or it takes
+    /// longer than [`REMOTE_PART_DEADLINE`].
+    pub(crate) fn announce_part(
+        &self,
+        id: u64,
+        stage: usize,
+        name: String,
+        transactions: Vec<String>,
+        worker: &str,
+    ) -> Option<crossbeam_channel::Sender<Result<PartInfo>>> {
+        let mut state = self.lock();
+        let inflight = Self::inflight(&mut state, id)?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        inflight.uploads.push((
+            stage,
+            PendingPart::Remote {
+                worker: worker.to_string(),
+                name,
+                rx,
+            },
+        ));
+        inflight
+            .transactions
+            .extend(transactions.into_iter().map(|t| (stage, t)));
+        Some(tx)
+    }
+
+    /// Records read by the sources of a worker process (drives `interval_records`).
+    pub(crate) fn remote_records(&self, n: u64) {
+        Checkpoints::records_read(self, n);
+    }
+
     /// The in-flight checkpoint `id` is about, if any.
     fn inflight(state: &mut State, id: u64) -> Option<&mut Inflight> {
         if state.last.as_ref().is_some_and(|f| f.id == id) {
@@ -655,18 +768,8 @@ impl Checkpoints for Coordinator<'_> {
         self.check_fence()
     }
 
-    fn final_id(&self) -> u64 {
-        let mut state = self.lock();
-        let current = self.final_id.load(Ordering::Acquire);
-        if current != 0 {
-            return current;
-        }
-        let id = self.last_id.fetch_add(1, Ordering::AcqRel) + 1;
-        state.last = Some(Inflight::new(id));
-        self.final_id.store(id, Ordering::Release);
-        drop(state);
-        self.changed.notify_all();
-        id
+    fn final_id(&self) -> Result<u64> {
+        Ok(self.allocate_final_id())
     }
 
     fn requested(&self) -> u64 {
@@ -713,7 +816,7 @@ impl Checkpoints for Coordinator<'_> {
             return;
         };
         match upload {
-            Ok(u) => inflight.uploads.push((stage, u)),
+            Ok(u) => inflight.uploads.push((stage, PendingPart::Upload(u))),
             Err(e) => {
                 inflight.error.get_or_insert(e);
             }

@@ -2,13 +2,19 @@
 //! task; every edge between a sending and a receiving subtask becomes a channel; each chain's
 //! operators are wrapped around its tail (a sink, or a writer to the downstream channels).
 //!
-//! All subtasks run in this process, on the executor's threads. Which subtask runs where (and
-//! over which transport its channels go) is decided here and nowhere else.
+//! In a job of one process every subtask runs here. In a job of several worker processes, a
+//! worker deploys only the subtasks its [`Placement`] gives it: a channel between two of them is
+//! a local channel, one to or from a subtask of another worker is a logical channel of the
+//! connection to that worker, numbered alike by every worker (its index among all channels of
+//! the plan, from 1). Which subtask runs where, and over which transport its channels go, is
+//! decided here and nowhere else.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::executor::TaskSlot;
+use super::executor::{ExternalWakes, TaskSlot};
+use super::placement::Placement;
+use super::transport::Connection;
 use crate::config::Config;
 use crate::core::connector::Positions;
 use crate::core::graph::{Graph, NodeImpl, Partitioning, SubtaskCtx};
@@ -17,32 +23,72 @@ use crate::core::AnyBox;
 use crate::error::{Error, Result};
 use crate::state::checkpoint::OpenCheckpoint;
 
+/// Where a worker process deploys its part of a plan.
+pub(crate) struct Site<'a> {
+    /// The worker of every task.
+    pub placement: &'a Placement,
+    /// This worker's index.
+    pub me: usize,
+    /// The connections to the other workers, by worker index (`None` for this one).
+    pub peers: &'a [Option<Arc<Connection>>],
+    /// Wake-ups of this worker's tasks from the connections' threads.
+    pub wakes: &'a ExternalWakes,
+}
+
 /// The tasks and channels of one run of a job.
 pub(crate) struct Deployment {
-    /// One task per subtask of each chain, in chain order.
+    /// One task per subtask of each chain this process runs, in chain order.
     pub slots: Vec<TaskSlot>,
+    /// Per slot: its task's index in the whole plan.
+    pub global: Vec<usize>,
     /// Channels between tasks (one per sending and receiving subtask pair).
     pub channels: usize,
     /// The batches all channels can hold together.
     pub buffer_capacity: usize,
 }
 
-/// Creates every task and channel of `plan` (of `graph`, configured by `config`): each task
-/// restores from `restore` if given, each source subtask starts at its stage's `positions`.
+/// Creates every task and channel of `plan` (of `graph`, configured by `config`) that runs in
+/// this process (all of them without a `site`): each task restores from `restore` if given,
+/// each source subtask starts at its stage's `positions`.
 pub(crate) fn deploy(
     graph: &Graph,
     plan: &PhysicalPlan,
     config: &Config,
     restore: Option<Arc<OpenCheckpoint>>,
     positions: &HashMap<usize, Arc<Positions>>,
+    site: Option<&Site<'_>>,
 ) -> Result<Deployment> {
     let chains = &plan.chains;
-    let mut base = Vec::with_capacity(chains.len());
-    let mut next = 0;
-    for c in chains {
-        base.push(next);
-        next += c.parallelism;
+    let alone;
+    let placement = match site {
+        Some(s) => s.placement,
+        None => {
+            alone = Placement::new(plan, 1);
+            &alone
+        }
+    };
+    let me = site.map_or(0, |s| s.me);
+    let here = |c: usize, i: usize| placement.worker(c, i) == me;
+    // This process's slot of each of its tasks, by task index.
+    let mut local = HashMap::new();
+    let mut global = Vec::new();
+    for (c, chain) in chains.iter().enumerate() {
+        for i in 0..chain.parallelism {
+            if here(c, i) {
+                local.insert(placement.task(c, i), global.len());
+                global.push(placement.task(c, i));
+            }
+        }
     }
+    let peer = |w: usize| -> Result<&Arc<Connection>> {
+        site.and_then(|s| s.peers.get(w))
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Error::Internal(format!("no connection to worker {w}")))
+    };
+    let waker = |task: usize| -> Result<_> {
+        let wakes = site.ok_or_else(|| Error::Internal("remote channel without a site".into()))?;
+        wakes.wakes.waker(local[&task])
+    };
     let ctx = |node: usize, subtask: usize, parallelism: usize| SubtaskCtx {
         stage: node,
         name: graph.nodes[node].name.clone(),
@@ -60,6 +106,7 @@ pub(crate) fn deploy(
     let mut rxs: Vec<Vec<Vec<AnyBox>>> = Vec::with_capacity(chains.len());
     let mut channels = 0;
     let mut capacity_total = 0;
+    let mut id: u32 = 0;
     for (d, chain) in chains.iter().enumerate() {
         let head = &graph.nodes[chain.nodes[0]];
         let mut per_subtask = Vec::with_capacity(chain.parallelism);
@@ -84,18 +131,38 @@ pub(crate) fn deploy(
                     .ok_or_else(|| Error::Internal("no input kit".into()))?;
                 let capacity = config.job.channel_capacity.div_ceil(pairs.len()).max(2);
                 for (u, i) in pairs {
-                    let (tx, rx) = kit.channel(capacity, base[d] + j);
-                    senders.insert((u, i, d, j), tx);
-                    receivers.push(rx);
+                    // Every process numbers every channel of the plan alike.
+                    id += 1;
+                    let (sends, reads) = (here(u, i), here(d, j));
+                    match (sends, reads) {
+                        (true, true) => {
+                            let (tx, rx) = kit.channel(capacity, local[&placement.task(d, j)]);
+                            senders.insert((u, i, d, j), tx);
+                            receivers.push(rx);
+                        }
+                        (false, true) => {
+                            let from = peer(placement.worker(u, i))?;
+                            let waker = waker(placement.task(d, j))?;
+                            receivers.push(kit.remote_input(from, id, capacity as u32, waker)?);
+                        }
+                        (true, false) => {
+                            let to = peer(placement.worker(d, j))?;
+                            let waker = waker(placement.task(u, i))?;
+                            senders.insert((u, i, d, j), kit.remote_output(to, id, waker)?);
+                        }
+                        (false, false) => continue,
+                    }
                     channels += 1;
-                    capacity_total += capacity;
+                    if reads {
+                        capacity_total += capacity;
+                    }
                 }
             }
             per_subtask.push(receivers);
         }
         rxs.push(per_subtask);
     }
-    let mut slots = Vec::with_capacity(next);
+    let mut slots = Vec::with_capacity(global.len());
     for (c, chain) in chains.iter().enumerate() {
         let p = chain.parallelism;
         let mut receivers = std::mem::take(&mut rxs[c]).into_iter();
@@ -104,6 +171,10 @@ pub(crate) fn deploy(
             .last()
             .ok_or_else(|| Error::Internal("empty chain".into()))?;
         for i in 0..p {
+            let inputs = receivers.next();
+            if !here(c, i) {
+                continue;
+            }
             let mut sink: Option<AnyBox> = None;
             if !chain.outputs.is_empty() {
                 let kit = graph.nodes[last].output_kit.as_ref().ok_or_else(|| {
@@ -158,9 +229,8 @@ pub(crate) fn deploy(
                         .input_kit
                         .as_ref()
                         .ok_or_else(|| Error::Internal("no input kit".into()))?;
-                    let inputs = receivers
-                        .next()
-                        .ok_or_else(|| Error::Internal("missing receivers".into()))?;
+                    let inputs =
+                        inputs.ok_or_else(|| Error::Internal("missing receivers".into()))?;
                     let chain_sink = sink
                         .take()
                         .ok_or_else(|| Error::Internal("no chain".into()))?;
@@ -172,6 +242,7 @@ pub(crate) fn deploy(
     }
     Ok(Deployment {
         slots,
+        global,
         channels,
         buffer_capacity: capacity_total,
     })

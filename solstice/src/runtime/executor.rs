@@ -101,6 +101,9 @@ struct Hub {
     queued: Box<[AtomicBool]>,
     /// A run is using this hub (two at once would share one parker's sleepers).
     attached: AtomicBool,
+    /// Set by [`ExternalWakes::cancel`]: the run stops with the error stored here.
+    cancelled: AtomicBool,
+    cancel: Mutex<Option<Error>>,
 }
 
 impl ExternalWakes {
@@ -112,6 +115,8 @@ impl ExternalWakes {
                 queue: Injector::new(),
                 queued: (0..tasks).map(|_| AtomicBool::new(false)).collect(),
                 attached: AtomicBool::new(false),
+                cancelled: AtomicBool::new(false),
+                cancel: Mutex::new(None),
             }),
         }
     }
@@ -129,6 +134,17 @@ impl ExternalWakes {
             hub: self.hub.clone(),
             task,
         })
+    }
+
+    /// Stops the run these wake-ups serve (or the next one) from any thread: its threads stop
+    /// running tasks and the run returns `error`, unless it failed with another one first.
+    pub(crate) fn cancel(&self, error: Error) {
+        let hub = &*self.hub;
+        if let Ok(mut slot) = hub.cancel.lock() {
+            slot.get_or_insert(error);
+        }
+        hub.cancelled.store(true, Ordering::Release);
+        hub.parker.notify_all();
     }
 
     /// Takes the tasks woken from outside since the last call, without a pool: for tests of
@@ -302,11 +318,14 @@ pub(crate) fn run_with(
             }
         });
     }
-    let error = pool
+    let mut error = pool
         .error
         .lock()
         .map(|mut e| e.take())
         .unwrap_or_else(|p| p.into_inner().take());
+    if error.is_none() && hub.cancelled.load(Ordering::Acquire) {
+        error = hub.cancel.lock().ok().and_then(|mut e| e.take());
+    }
     match error {
         Some(e) => Err(e),
         None => Ok(()),
@@ -357,7 +376,7 @@ impl Pool<'_> {
             local: &local,
         };
         loop {
-            if self.cancelled.load(Ordering::Acquire) || self.live.load(Ordering::Acquire) == 0 {
+            if self.stopped() || self.live.load(Ordering::Acquire) == 0 {
                 return;
             }
             match self.find(&waker).or_else(|| self.spin(&waker)) {
@@ -422,7 +441,7 @@ impl Pool<'_> {
             } else {
                 std::thread::yield_now();
             }
-            if self.cancelled.load(Ordering::Acquire) || self.live.load(Ordering::Acquire) == 0 {
+            if self.stopped() || self.live.load(Ordering::Acquire) == 0 {
                 return None;
             }
             if let Some(id) = self.find(waker) {
@@ -447,7 +466,7 @@ impl Pool<'_> {
         fence(Ordering::SeqCst);
         let idle = local.is_empty()
             && !self.has_work()
-            && !self.cancelled.load(Ordering::Acquire)
+            && !self.stopped()
             && self.live.load(Ordering::Acquire) > 0;
         if idle {
             // Parks until notified, without a timeout: every task put in a queue is announced
@@ -460,6 +479,11 @@ impl Pool<'_> {
             drop(parker.cv.wait(guard));
         }
         parker.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The run failed, or was cancelled from outside.
+    fn stopped(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire) || self.hub.cancelled.load(Ordering::Acquire)
     }
 
     fn notify_one(&self) {

@@ -5,14 +5,70 @@
 use std::marker::PhantomData;
 
 use super::channel::{channel, ChanRx, ChanTx};
+use super::executor::RemoteWaker;
+use super::message::{Input, Msg, Output};
 use super::partition::{ByBatch, ByKeyGroup, ChannelOut, FanOut, Router};
 use super::tasks::InputTask;
+use super::transport::{Connection, RemoteInput, RemoteOutput};
 use crate::core::graph::{InputKit, OutputKit, Partitioning, SubtaskCtx};
 use crate::core::keyed::Keyed;
-use crate::core::task::{BatchSink, Task, TaskId};
+use crate::core::task::{BatchSink, Cx, Task, TaskId};
 use crate::core::{downcast, AnyBox, Data};
 use crate::error::{Error, Result};
 use crate::state::keygroups::owner_of;
+
+/// A task's input from one upstream subtask: a local channel, or a logical channel of a
+/// connection to the process that runs the upstream subtask.
+pub(crate) enum AnyInput<T> {
+    /// The upstream subtask runs in this process.
+    Local(ChanRx<T>),
+    /// It runs in another process.
+    Remote(RemoteInput<T>),
+}
+
+impl<T: Data> Input<T> for AnyInput<T> {
+    #[inline]
+    fn try_recv(&mut self, cx: &mut Cx<'_>) -> Result<Option<Msg<T>>> {
+        match self {
+            AnyInput::Local(rx) => rx.try_recv(cx),
+            AnyInput::Remote(rx) => rx.try_recv(cx),
+        }
+    }
+
+    #[inline]
+    fn recycle(&mut self, buffer: Vec<T>) {
+        match self {
+            AnyInput::Local(rx) => rx.recycle(buffer),
+            AnyInput::Remote(rx) => rx.recycle(buffer),
+        }
+    }
+}
+
+/// A chain's output to one downstream subtask, here or in another process.
+pub(crate) enum AnyOutput<T> {
+    /// The downstream subtask runs in this process.
+    Local(ChanTx<T>),
+    /// It runs in another process.
+    Remote(RemoteOutput<T>),
+}
+
+impl<T: Data> Output<T> for AnyOutput<T> {
+    #[inline]
+    fn buffer(&mut self, capacity: usize) -> Vec<T> {
+        match self {
+            AnyOutput::Local(tx) => tx.buffer(capacity),
+            AnyOutput::Remote(tx) => tx.buffer(capacity),
+        }
+    }
+
+    #[inline]
+    fn try_send(&mut self, msg: Msg<T>, cx: &mut Cx<'_>) -> Result<Option<Msg<T>>> {
+        match self {
+            AnyOutput::Local(tx) => tx.try_send(msg, cx),
+            AnyOutput::Remote(tx) => tx.try_send(msg, cx),
+        }
+    }
+}
 
 /// Input side of a stage whose input type is `T`.
 pub(crate) struct TypedInput<T>(pub(crate) PhantomData<fn() -> T>);
@@ -20,23 +76,47 @@ pub(crate) struct TypedInput<T>(pub(crate) PhantomData<fn() -> T>);
 impl<T: Data> InputKit for TypedInput<T> {
     fn channel(&self, capacity: usize, reader: TaskId) -> (AnyBox, AnyBox) {
         let (tx, rx) = channel::<T>(capacity, reader);
-        (Box::new(tx), Box::new(rx))
+        (
+            Box::new(AnyOutput::Local(tx)),
+            Box::new(AnyInput::Local(rx)),
+        )
+    }
+
+    fn remote_input(
+        &self,
+        connection: &Connection,
+        channel: u32,
+        capacity: u32,
+        waker: RemoteWaker,
+    ) -> Result<AnyBox> {
+        let rx = connection.open_input::<T>(channel, capacity, waker)?;
+        Ok(Box::new(AnyInput::Remote(rx)))
+    }
+
+    fn remote_output(
+        &self,
+        connection: &Connection,
+        channel: u32,
+        waker: RemoteWaker,
+    ) -> Result<AnyBox> {
+        let tx = connection.open_output::<T>(channel, waker)?;
+        Ok(Box::new(AnyOutput::Remote(tx)))
     }
 
     fn task(&self, receivers: Vec<AnyBox>, chain: AnyBox) -> Result<Box<dyn Task>> {
         let inputs = receivers
             .into_iter()
-            .map(|r| downcast::<ChanRx<T>>(r, "an input channel"))
+            .map(|r| downcast::<AnyInput<T>>(r, "an input channel"))
             .collect::<Result<Vec<_>>>()?;
         let chain = downcast::<Box<dyn BatchSink<T>>>(chain, "an input chain")?;
         Ok(Box::new(InputTask::new(inputs, chain)))
     }
 }
 
-fn senders<T: Data>(senders: Vec<AnyBox>) -> Result<Vec<ChanTx<T>>> {
+fn senders<T: Data>(senders: Vec<AnyBox>) -> Result<Vec<AnyOutput<T>>> {
     senders
         .into_iter()
-        .map(|s| downcast::<ChanTx<T>>(s, "an output channel"))
+        .map(|s| downcast::<AnyOutput<T>>(s, "an output channel"))
         .collect()
 }
 
@@ -50,7 +130,7 @@ fn fan_out<T: Data>(outs: Vec<AnyBox>) -> Result<AnyBox> {
 }
 
 fn channel_out<T: Data, R: Router<T> + 'static>(
-    txs: Vec<ChanTx<T>>,
+    txs: Vec<AnyOutput<T>>,
     router: R,
     ctx: &SubtaskCtx,
 ) -> AnyBox {

@@ -8,14 +8,18 @@
 //! [`message::Input`], so it does not know where its input comes from.
 
 pub(crate) mod channel;
+pub(crate) mod cluster;
 pub(crate) mod coordinator;
 pub(crate) mod deploy;
 pub(crate) mod executor;
 pub(crate) mod kits;
 pub(crate) mod message;
 pub(crate) mod partition;
+pub(crate) mod placement;
+pub(crate) mod protocol;
 pub(crate) mod supervisor;
 pub(crate) mod tasks;
-// Not used by deployment yet (the next step wires it in); tested on its own meanwhile.
-#[cfg_attr(not(test), allow(dead_code, unused_imports))]
+// Its counters, frame reader and a few accessors serve its tests and benchmark only.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod transport;
+pub(crate) mod worker;

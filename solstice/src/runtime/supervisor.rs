@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::cluster::{AttemptSpec, Cluster, ClusterSpec};
 use super::coordinator::{CheckpointStats, Coordinator, CoordinatorSpec, Schedule, Triggers};
 use super::deploy::deploy;
 use super::executor;
+use super::placement::Placement;
 use crate::config::Config;
 use crate::core::connector::{Positions, RunStart};
 use crate::core::graph::{Graph, NodeImpl};
@@ -94,6 +96,8 @@ pub(crate) struct RunReport {
     pub last_checkpoint: Option<u64>,
     /// Per stateful subtask: its stage's name and its final keyed state, codec-encoded.
     pub final_states: Vec<(String, Vec<u8>)>,
+    /// Counters of the worker processes (summed), when the job ran on workers.
+    pub worker_counters: Vec<(String, u64)>,
 }
 
 /// Runs one job: its plan, configuration and on-demand checkpoint requests.
@@ -108,6 +112,8 @@ pub(crate) struct Supervisor<'a> {
     pub config: &'a Config,
     /// Checkpoints asked for on demand, shared with the job's [`crate::job::Runner`].
     pub triggers: &'a Triggers,
+    /// The job's worker processes, when it runs on workers rather than in this process.
+    pub cluster: Option<&'a ClusterSpec>,
 }
 
 impl Supervisor<'_> {
@@ -133,6 +139,10 @@ impl Supervisor<'_> {
             }
             None => None,
         };
+        let mut cluster = match self.cluster {
+            Some(spec) => Some(Cluster::start(spec.clone())?),
+            None => None,
+        };
         let mut attempt = 0;
         loop {
             let this = if attempt == 0 {
@@ -140,13 +150,20 @@ impl Supervisor<'_> {
             } else {
                 Start::Restore(Restore::Latest)
             };
-            let outcome = self
-                .fence(store.as_ref())
-                .and_then(|()| self.run_once(this, attempt, store.as_ref()));
+            let ready = match (&mut cluster, attempt) {
+                (Some(cluster), 1..) => cluster.ready(),
+                _ => Ok(()),
+            };
+            let outcome = ready
+                .and_then(|()| self.fence(store.as_ref()))
+                .and_then(|()| self.run_once(this, attempt, store.as_ref(), cluster.as_mut()));
             match outcome {
                 Ok(mut report) => {
                     report.duration = started.elapsed();
                     report.restarts = attempt;
+                    if let Some(cluster) = cluster {
+                        cluster.shutdown();
+                    }
                     return Ok(report);
                 }
                 Err(e) if matches!(e, Error::Fenced { .. }) => return Err(e),
@@ -342,25 +359,13 @@ impl Supervisor<'_> {
             .unwrap_or(0))
     }
 
-    /// The merged source positions of each source stage in `checkpoint`.
-    fn positions(&self, checkpoint: &OpenCheckpoint) -> Result<HashMap<usize, Arc<Positions>>> {
-        let mut out = HashMap::new();
-        for (id, node) in self.graph.nodes.iter().enumerate() {
-            if node.kind != StageKind::Source {
-                continue;
-            }
-            let parts: Vec<Positions> = checkpoint.decode_stage(&node.name)?;
-            out.insert(id, Arc::new(parts.into_iter().flatten().collect()));
-        }
-        Ok(out)
-    }
-
     /// One attempt: restore if asked, run every task to completion.
     fn run_once(
         &self,
         start: Start,
         attempt: usize,
         store: Option<&CheckpointStore>,
+        cluster: Option<&mut Cluster>,
     ) -> Result<RunReport> {
         let started = Instant::now();
         let threads = self.config.threads();
@@ -376,7 +381,7 @@ impl Supervisor<'_> {
             Some(c) => {
                 tracing::info!(job = %self.id, checkpoint = %c.id(), "restoring");
                 self.check_key_groups(c)?;
-                self.positions(c)?
+                source_positions(self.graph, c)?
             }
             None => HashMap::new(),
         };
@@ -390,20 +395,32 @@ impl Supervisor<'_> {
         }
         let restored_id = restored.as_ref().map_or(0, |c| c.id().0);
         let restored = restored.map(Arc::new);
-        let deployment = deploy(self.graph, self.plan, self.config, restored, &positions)?;
+        let epoch = store.as_ref().map_or(0, CheckpointStore::epoch);
+        // On workers, the tasks are made there; here, before the coordinator counts them.
+        let deployment = match cluster {
+            None => Some(deploy(
+                self.graph,
+                self.plan,
+                self.config,
+                restored,
+                &positions,
+                None,
+            )?),
+            Some(_) => None,
+        };
         let names: Vec<String> = self.graph.nodes.iter().map(|n| n.name.clone()).collect();
-        let counters = JobCounters::default();
-        let finals: Mutex<Vec<(usize, Vec<u8>)>> = Mutex::new(Vec::new());
-        let slots = deployment.slots;
-        let tasks = slots.len();
+        let tasks = self.plan.task_count();
         let live = AtomicUsize::new(tasks);
         let stop = AtomicBool::new(false);
+        let (notice_tx, notices) = crossbeam_channel::unbounded();
+        let notice_tx = cluster.is_some().then_some(notice_tx);
         let coordinator = match (store, &self.config.job.checkpoint) {
             (Some(store), Some(c)) => {
                 // What earlier runs abandoned (checkpoints they never completed, older than the
                 // newest complete one) goes now, not only after this run's first commit: a run
                 // killed again before it completes a checkpoint would otherwise add to it. The
-                // restored state was read when the tasks were made.
+                // restored state was read when the tasks were made (on workers, they read it
+                // from the restored checkpoint, which a prune keeps).
                 if let Err(e) = store.prune(self.id, c.retain) {
                     tracing::warn!(job = %self.id, "cannot prune old checkpoints: {e}");
                 }
@@ -437,6 +454,7 @@ impl Supervisor<'_> {
                     triggers: self.triggers,
                     last_completed: restored_id,
                     last_used,
+                    notices: notice_tx,
                 }))
             }
             _ => None,
@@ -445,27 +463,58 @@ impl Supervisor<'_> {
             Some(c) => c,
             None => &NoCheckpoints,
         };
-        std::thread::scope(|scope| {
+        let counters = JobCounters::default();
+        let finals: Mutex<Vec<(usize, Vec<u8>)>> = Mutex::new(Vec::new());
+        let mut worker_counters = Vec::new();
+        let (mut channels, mut buffer_capacity) = (0, 0);
+        std::thread::scope(|scope| -> Result<()> {
             if let Some(c) = &coordinator {
                 let (live, stop) = (&live, &stop);
                 scope.spawn(move || c.run(tasks, live, stop));
             }
-            let outcome = executor::run(
-                &slots,
-                &names,
-                threads,
-                &counters,
-                &finals,
-                checkpoints,
-                &live,
-            );
+            let outcome = match (cluster, &deployment) {
+                (Some(cluster), _) => {
+                    let placement = Placement::new(self.plan, cluster.workers());
+                    let spec = AttemptSpec {
+                        attempt: attempt as u32,
+                        restore: restored_id,
+                        epoch,
+                        placement: &placement,
+                        checkpoints: coordinator.as_ref().map(|c| (c, &notices)),
+                        live: &live,
+                    };
+                    cluster.run(&spec).map(|report| {
+                        counters
+                            .peak_in_flight
+                            .store(report.peak_in_flight, Ordering::Relaxed);
+                        if let Ok(mut f) = finals.lock() {
+                            f.extend(report.final_states);
+                        }
+                        worker_counters = report.counters;
+                    })
+                }
+                (None, Some(deployment)) => {
+                    channels = deployment.channels;
+                    buffer_capacity = deployment.buffer_capacity;
+                    executor::run(
+                        &deployment.slots,
+                        &names,
+                        threads,
+                        &counters,
+                        &finals,
+                        checkpoints,
+                        &live,
+                    )
+                }
+                (None, None) => Err(Error::Internal("nothing deployed".into())),
+            };
             stop.store(true, Ordering::Release);
             outcome
         })?;
         if let Some(c) = &coordinator {
             c.finish(tasks)?;
         }
-        drop(slots);
+        drop(deployment);
         let finals = finals
             .into_inner()
             .map_err(|_| Error::Internal("state lock poisoned".into()))?;
@@ -473,10 +522,10 @@ impl Supervisor<'_> {
         tracing::info!(job = %self.id, ?duration, "job finished");
         Ok(RunReport {
             duration,
-            channels: deployment.channels,
-            buffer_capacity: deployment.buffer_capacity,
+            channels,
+            buffer_capacity,
             peak_batches_in_flight: counters.peak_in_flight.load(Ordering::Relaxed),
-            tasks: self.plan.task_count(),
+            tasks,
             restarts: 0,
             checkpoints: coordinator.as_ref().map(|c| c.stats()).unwrap_or_default(),
             last_checkpoint: coordinator
@@ -487,15 +536,38 @@ impl Supervisor<'_> {
                 .into_iter()
                 .map(|(n, s)| (names[n].clone(), s))
                 .collect(),
+            worker_counters,
         })
     }
 }
 
+/// The merged source positions of each source stage of `graph` in `checkpoint`.
+pub(crate) fn source_positions(
+    graph: &Graph,
+    checkpoint: &OpenCheckpoint,
+) -> Result<HashMap<usize, Arc<Positions>>> {
+    let mut out = HashMap::new();
+    for (id, node) in graph.nodes.iter().enumerate() {
+        if node.kind != StageKind::Source {
+            continue;
+        }
+        let parts: Vec<Positions> = checkpoint.decode_stage(&node.name)?;
+        out.insert(id, Arc::new(parts.into_iter().flatten().collect()));
+    }
+    Ok(out)
+}
+
 /// Failures a restart can get past: a stage's panic or error, a state backend hiccup. Config
 /// and plan errors would fail again.
-fn restartable(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::StagePanic { .. } | Error::Stage { .. } | Error::Backend { .. } | Error::Io { .. }
-    )
+pub(crate) fn restartable(e: &Error) -> bool {
+    match e {
+        Error::StagePanic { .. }
+        | Error::Stage { .. }
+        | Error::Backend { .. }
+        | Error::Io { .. }
+        | Error::WorkerLost { .. }
+        | Error::Transport { .. } => true,
+        Error::Worker { restartable, .. } => *restartable,
+        _ => false,
+    }
 }

@@ -118,7 +118,7 @@ impl<T: Send + 'static, I: Input<T>> Task for InputTask<T, I> {
                     if self.ended.iter().all(|&e| e) {
                         self.chain.end(cx)?;
                         if cx.checkpoints.enabled() {
-                            cx.checkpoints.ack(cx.checkpoints.final_id(), cx.task);
+                            cx.checkpoints.ack(cx.checkpoints.final_id()?, cx.task);
                         }
                         self.finishing = true;
                         let flushed = self.chain.try_flush(cx)?;
@@ -180,14 +180,14 @@ impl<T: Send + 'static, R: SourceReader<T>> Task for SourceTask<T, R> {
             if !more {
                 let checkpointed = cx.checkpoints.enabled();
                 if checkpointed {
-                    let id = cx.checkpoints.final_id();
+                    let id = cx.checkpoints.final_id()?;
                     let position = codec::encode(&self.reader.position()?)?;
                     let part = subtask_part(cx.subtask);
                     cx.checkpoints.part(id, self.stage, part, position);
                 }
                 self.chain.end(cx)?;
                 if checkpointed {
-                    cx.checkpoints.ack(cx.checkpoints.final_id(), cx.task);
+                    cx.checkpoints.ack(cx.checkpoints.final_id()?, cx.task);
                 }
                 self.finishing = true;
                 let flushed = self.chain.try_flush(cx)?;

@@ -105,6 +105,22 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     Ok(value)
 }
 
+/// [`decode`] for bytes from another process: what their lengths claim is capped at `LIMIT`
+/// bytes.
+pub fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T> {
+    check_header(bytes).map_err(Error::Codec)?;
+    let config = bincode::config::standard().with_limit::<LIMIT>();
+    let (value, read) = bincode::serde::decode_from_slice(&bytes[HEADER_LEN..], config)
+        .map_err(|e| Error::Codec(format!("decode: {e}")))?;
+    let rest = bytes.len() - HEADER_LEN - read;
+    if rest != 0 {
+        return Err(Error::Codec(format!(
+            "{rest} trailing bytes after the payload"
+        )));
+    }
+    Ok(value)
+}
+
 /// Decodes a value written by [`encode`] at the start of `bytes`, returning it and the number
 /// of bytes it took (header included): for files that carry raw bytes after a header value.
 pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize)> {

@@ -117,6 +117,11 @@ impl JobSecret {
         JobSecret::new(bytes)
     }
 
+    /// The secret as hex digits, for handing it to a spawned worker in its environment.
+    pub(crate) fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     fn mac(&self) -> HmacSha256 {
         // HMAC takes keys of any length; the error case cannot happen for it.
         <HmacSha256 as KeyInit>::new_from_slice(&self.0)

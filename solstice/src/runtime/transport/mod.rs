@@ -33,8 +33,9 @@ pub(crate) mod remote;
 pub(crate) mod tests;
 
 pub(crate) use handshake::{generate_secret_hex, Hello, JobSecret};
+#[cfg(test)]
 pub(crate) use link::ChannelStats;
-pub(crate) use mux::{connect, Connection, Control, Listener};
+pub(crate) use mux::{connect, Connection, Listener};
 pub(crate) use remote::{RemoteInput, RemoteOutput};
 
 /// The largest frame payload the transport can be configured to accept.

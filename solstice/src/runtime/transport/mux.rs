@@ -98,6 +98,7 @@ impl Listener {
 pub(crate) struct Connection {
     link: Arc<Link>,
     hello: Hello,
+    local: Option<SocketAddr>,
     control: Option<crossbeam_channel::Receiver<Control>>,
     writer: Option<JoinHandle<()>>,
     reader: Option<JoinHandle<()>>,
@@ -120,6 +121,7 @@ impl Connection {
             config.handshake_timeout,
         )?;
         let peer = peer_name(&hello.identity, addr);
+        let local = stream.local_addr().ok();
         stream
             .set_read_timeout(Some(config.heartbeat_timeout))
             .map_err(io)?;
@@ -153,6 +155,7 @@ impl Connection {
         let mut conn = Connection {
             link,
             hello,
+            local,
             control: Some(control_rx),
             writer: Some(writer),
             reader: None,
@@ -165,6 +168,11 @@ impl Connection {
     /// The peer, as errors name it (identity and address).
     pub(crate) fn peer(&self) -> &str {
         &self.link.peer
+    }
+
+    /// This end's address (the interface it reaches the peer through).
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
     }
 
     /// What the peer said in its hello.
