@@ -52,7 +52,7 @@ fn wrong_type_is_named_with_the_file() {
     );
     let e = err("stages: { double: { parallelism: [1, 2, 3] } }\n");
     assert!(e.contains("stages.double.parallelism"), "{e}");
-    let e = err("runtime: { processes: 2 }\n");
+    let e = err("runtime: { processes: 0 }\n");
     assert!(e.contains("runtime.processes"), "{e}");
 }
 

@@ -119,7 +119,7 @@ fn the_builder_is_validated_like_a_file() {
     );
     let e = err(Config::builder().stage_parallelism("double", Parallelism::Fixed(0)));
     assert!(e.contains("stages.double.parallelism"), "{e}");
-    let e = err(Config::builder().set_override("runtime.processes=2"));
+    let e = err(Config::builder().set_override("runtime.processes=0"));
     assert!(e.contains("runtime.processes"), "{e}");
     // Connector options are checked when the job is built, with the same errors as in a file.
     let config = Config::builder()

@@ -176,6 +176,17 @@ impl Job {
 
     /// Runs the job to completion on `runtime.threads` threads.
     pub fn run(self) -> Result<JobResult> {
+        if self.cluster.is_none() && self.config.processes() > 1 {
+            return Err(crate::Error::config(
+                &self.config.origin,
+                format!(
+                    "runtime.processes: {} worker processes are spawned by a workflow binary's \
+                     command line (its `main` calls solstice::cli), which starts them as copies \
+                     of itself; a job run through the API runs in this process (set 1)",
+                    self.config.processes()
+                ),
+            ));
+        }
         let report = Supervisor {
             id: &self.id,
             graph: &self.graph,

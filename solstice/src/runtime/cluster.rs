@@ -160,7 +160,7 @@ impl Cluster {
             .map_err(|e| Error::Internal(format!("cannot start the accepting thread: {e}")))?;
         let workers = spec.workers();
         let (events_tx, events) = crossbeam_channel::unbounded();
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             spec,
             addr,
             members: (0..workers).map(|_| None).collect(),
@@ -180,7 +180,6 @@ impl Cluster {
                 "coordinator spawning {processes} worker process(es)"
             ),
         }
-        cluster.fill(None)?;
         Ok(cluster)
     }
 
@@ -212,17 +211,31 @@ impl Cluster {
             (false, Some(timeout)) => Some(Instant::now() + timeout),
             (false, None) => None,
         };
-        let mut open = missing;
+        let filled = self.fill_from(missing, &mut children, deadline);
+        if filled.is_err() {
+            for (_, mut child) in children {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        filled
+    }
+
+    /// Admits joining workers into the slots `open` until every one is filled: `children` are
+    /// the workers spawned for them (each removed once it joined).
+    fn fill_from(
+        &mut self,
+        mut open: Vec<usize>,
+        children: &mut Vec<(usize, Child)>,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let spawned = !children.is_empty();
         while !open.is_empty() {
             let wait = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()),
                 None => Duration::from_secs(3600),
             };
             if wait.is_zero() {
-                for (_, mut child) in children {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
                 return Err(Error::WorkerLost {
                     worker: format!("worker {}", open[0]),
                     reason: format!(
@@ -391,10 +404,12 @@ impl Cluster {
         }
     }
 
-    /// Before an attempt after a failure: every worker lost is replaced.
-    pub(crate) fn ready(&mut self) -> Result<()> {
-        let rejoin = self.spec.rejoin_timeout;
-        self.fill(Some(rejoin))
+    /// Before an attempt: every worker is there. At first, they are spawned (or waited for
+    /// without limit); after a failure, every worker lost is replaced (one that joined by hand
+    /// waited for at most `rejoin_timeout`).
+    pub(crate) fn ready(&mut self, first: bool) -> Result<()> {
+        let rejoin = (!first).then_some(self.spec.rejoin_timeout);
+        self.fill(rejoin)
     }
 
     /// Runs one attempt on the workers until every one finished it, or one failed (the others
@@ -591,10 +606,24 @@ impl Cluster {
         error
     }
 
-    /// Ends the job on every worker and waits for the spawned ones to exit.
+    /// Ends the job on every worker: waits until each has closed its connection (it got the
+    /// order) and the spawned ones have exited.
     pub(crate) fn shutdown(mut self) {
         self.broadcast(&ToWorker::Shutdown);
         let deadline = Instant::now() + self.spec.endpoint.config.heartbeat_timeout * 2;
+        let mut open: Vec<bool> = self.members.iter().map(Option::is_some).collect();
+        while open.iter().any(|&o| o) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(event) = self.events.recv_timeout(left) else {
+                break;
+            };
+            let current = self.members[event.member]
+                .as_ref()
+                .is_some_and(|m| m.generation == event.generation);
+            if current && event.message.is_err() {
+                open[event.member] = false;
+            }
+        }
         for i in 0..self.members.len() {
             let Some(mut member) = self.members[i].take() else {
                 continue;

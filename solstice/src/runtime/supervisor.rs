@@ -144,19 +144,25 @@ impl Supervisor<'_> {
             None => None,
         };
         let mut attempt = 0;
+        // An attempt that failed before it ran (its workers did not all join) leaves the start
+        // as it was: `--fresh` must still discard, a new run still begins anew.
+        let mut runs = 0;
         loop {
-            let this = if attempt == 0 {
-                start
-            } else {
+            let this = if runs > 0 {
                 Start::Restore(Restore::Latest)
+            } else {
+                start
             };
-            let ready = match (&mut cluster, attempt) {
-                (Some(cluster), 1..) => cluster.ready(),
-                _ => Ok(()),
+            let ready = match &mut cluster {
+                Some(cluster) => cluster.ready(attempt == 0),
+                None => Ok(()),
             };
             let outcome = ready
                 .and_then(|()| self.fence(store.as_ref()))
-                .and_then(|()| self.run_once(this, attempt, store.as_ref(), cluster.as_mut()));
+                .and_then(|()| {
+                    runs += 1;
+                    self.run_once(this, runs - 1, attempt, store.as_ref(), cluster.as_mut())
+                });
             match outcome {
                 Ok(mut report) => {
                     report.duration = started.elapsed();
@@ -360,9 +366,11 @@ impl Supervisor<'_> {
     }
 
     /// One attempt: restore if asked, run every task to completion.
+    /// `run` counts the attempts that came this far before; `attempt` all of them.
     fn run_once(
         &self,
         start: Start,
+        run: usize,
         attempt: usize,
         store: Option<&CheckpointStore>,
         cluster: Option<&mut Cluster>,
@@ -385,8 +393,8 @@ impl Supervisor<'_> {
             }
             None => HashMap::new(),
         };
-        self.begin_sinks(start, attempt, restored.as_ref(), store.as_ref())?;
-        if attempt == 0 {
+        self.begin_sinks(start, run, restored.as_ref(), store.as_ref())?;
+        if run == 0 {
             for node in &self.graph.nodes {
                 if let NodeImpl::Source(source) = &node.imp {
                     source.start()?;

@@ -181,10 +181,7 @@ fn attempt(
         )));
     }
     let peers = connect_peers(order, name, data, endpoint)?;
-    let store = match checkpoint_store(job.config)? {
-        Some(store) => Some(store.with_epoch(order.epoch)),
-        None => None,
-    };
+    let store = checkpoint_store(job.config)?.map(|store| store.with_epoch(order.epoch));
     let restored = match (order.restore, &store) {
         (0, _) => None,
         (n, Some(store)) => Some(Arc::new(store.open(job.id, CheckpointId(n))?)),

@@ -135,3 +135,133 @@ pub fn simple_etl(job: &str, input: &Path, out: &Path, checkpoints: &Path) -> Co
         .stdout(Stdio::null());
     cmd
 }
+
+/// The processes whose parent is `pid` (from `/proc`).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, so split after its `)`.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// True while process `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// SIGKILLs process `pid`.
+pub fn kill(pid: u32) {
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+}
+
+/// The lines a child writes to stderr, collected by a thread as they come (and echoed to this
+/// test's stderr, so that a failing test shows them).
+pub struct Lines(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Lines {
+    /// Starts collecting `stderr` of a spawned child.
+    pub fn collect(stderr: std::process::ChildStderr, tag: &str) -> Lines {
+        use std::io::BufRead;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (sink, tag) = (lines.clone(), tag.to_string());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                eprintln!("[{tag}] {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Lines(lines)
+    }
+
+    /// The first line containing `needle` so far.
+    pub fn find(&self, needle: &str) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(needle))
+            .cloned()
+    }
+
+    /// Waits until a line contains `needle`, at most `timeout`.
+    pub fn wait_for(&self, needle: &str, timeout: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.find(needle) {
+                return line;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no line with `{needle}` within {timeout:?}"
+            );
+            // Polls the lines the reading thread collects.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Everything collected so far.
+    pub fn all(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+}
+
+/// Writes `n` lines of text (JSON strings) over a vocabulary of about 3000 words.
+pub fn write_lines(path: &Path, n: u64) {
+    let mut text = String::new();
+    for i in 0..n {
+        let words: Vec<String> = (0..8)
+            .map(|k| format!("w{}", (i * 31 + k * 977) % 3001))
+            .collect();
+        text.push_str(&format!("\"{}\"\n", words.join(" ")));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// `wordcount` as job `job` on `input`, publishing into `out`, checkpointing into
+/// `checkpoints` every 5000 records in batches of 256; stdout discarded.
+pub fn wordcount(job: &str, input: &Path, out: &Path, checkpoints: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wordcount"));
+    cmd.current_dir(root())
+        .args(["--config", "configs/wordcount.yaml", "--job-id", job])
+        .arg("--set")
+        .arg(format!("sources.lines.path={}", input.display()))
+        .arg("--set")
+        .arg(format!("sinks.counts.path={}", out.display()))
+        .arg("--set")
+        .arg(format!(
+            "job.checkpoint={{backend: \"file://{}\", interval_records: 5000}}",
+            checkpoints.display()
+        ))
+        .args(["--set", "job.batch_size=256"])
+        .stdout(Stdio::null());
+    cmd
+}

@@ -35,6 +35,8 @@ pub(crate) mod tests;
 pub(crate) use handshake::{generate_secret_hex, Hello, JobSecret};
 #[cfg(test)]
 pub(crate) use link::ChannelStats;
+#[cfg(test)]
+pub(crate) use mux::Control;
 pub(crate) use mux::{connect, Connection, Listener};
 pub(crate) use remote::{RemoteInput, RemoteOutput};
 
