@@ -528,8 +528,19 @@ impl Cluster {
                             finished[w] = true;
                             report.final_states.extend(final_states.into_iter().map(|(s, b)| (s as usize, b)));
                             report.peak_in_flight = report.peak_in_flight.max(peak_in_flight as usize);
+                            let transport: Vec<String> = theirs
+                                .iter()
+                                .filter_map(|(k, v)| k.strip_prefix("transport.").map(|k| format!("{k}={v}")))
+                                .collect();
+                            if !transport.is_empty() {
+                                tracing::info!("{}: transport {}", self.name(w), transport.join(" "));
+                            }
                             for (k, v) in theirs {
-                                *counters.entry(k).or_default() += v;
+                                let entry = counters.entry(k.clone()).or_default();
+                                *entry = match super::worker::is_maximum(&k) {
+                                    true => (*entry).max(v),
+                                    false => *entry + v,
+                                };
                             }
                         }
                         ToCoordinator::Failed { attempt, message, restartable } if attempt == spec.attempt => {

@@ -5,8 +5,9 @@
 //! keyed chain's subtasks on one worker own one contiguous range of key groups), a chain's
 //! operators stay in the task that runs them (chains are never split), and a chain fed by a
 //! forward edge runs each subtask where its upstream subtask runs, so that forward edges never
-//! cross processes. Chains with fewer subtasks than workers start at different workers, so that
-//! small chains do not all land on the first one.
+//! cross processes. Each chain starts at the worker after the one the previous chain's subtasks
+//! ended at, so that the tasks of all chains spread evenly too (small chains do not all land on
+//! the first worker).
 
 use std::fmt::Write as _;
 
@@ -45,12 +46,11 @@ impl Placement {
             for i in 0..p {
                 let w = match forward_from {
                     Some(u) => worker_of[base[u] + i],
-                    None if p >= workers => i * workers / p,
-                    None => (offset + i) % workers,
+                    None => (offset + i * workers / p.max(workers)) % workers,
                 };
                 worker_of.push(w);
             }
-            if forward_from.is_none() && p < workers {
+            if forward_from.is_none() {
                 offset = (offset + p) % workers;
             }
         }
@@ -187,6 +187,12 @@ mod tests {
         let one = Placement::new(&plan, 1);
         assert!(one.worker_of.iter().all(|&w| w == 0));
         let three = Placement::new(&plan, 3);
+        assert_eq!(three.worker_of[0..4], [0, 0, 1, 2]);
+        assert_eq!(
+            three.worker_of[4..8],
+            [1, 1, 2, 0],
+            "the next chain starts further on"
+        );
         let per_worker: Vec<usize> = (0..3).map(|w| three.tasks_of(w).len()).collect();
         assert!(
             per_worker.iter().all(|&n| (4..=5).contains(&n)),

@@ -283,6 +283,7 @@ fn attempt(
         outcome.and(written).and(control)
     });
     drop(deployment);
+    let transport = transport_counters(&peers);
     drop(peers);
     outcome?;
     let final_states = finals
@@ -295,8 +296,55 @@ fn attempt(
         attempt: order.attempt,
         final_states,
         peak_in_flight: counters.peak_in_flight.load(Ordering::Relaxed) as u64,
-        counters: job.metrics.snapshot().into_iter().collect(),
+        counters: job
+            .metrics
+            .snapshot()
+            .into_iter()
+            .chain(transport)
+            .collect(),
     })
+}
+
+/// The counters of this worker's data connections (those [`is_maximum`] names are maxima, not
+/// sums).
+fn transport_counters(peers: &[Option<Arc<Connection>>]) -> Vec<(String, u64)> {
+    let (mut sent, mut credits, mut waits, mut writer, mut inbox, mut capacity) =
+        (0, 0, 0, 0, 0, 0);
+    let mut any = false;
+    for conn in peers.iter().flatten() {
+        let (outputs, inputs) = conn.stats();
+        for o in outputs {
+            any = true;
+            sent += o.data_frames;
+            credits += o.credits_total;
+            waits += o.credit_waits;
+            writer = writer.max(o.max_queued as u64);
+        }
+        for i in inputs {
+            any = true;
+            inbox = inbox.max(i.max_queued as u64);
+            capacity = capacity.max(u64::from(i.capacity));
+        }
+    }
+    if !any {
+        return Vec::new();
+    }
+    [
+        ("transport.batches_sent", sent),
+        ("transport.credits_received", credits),
+        ("transport.credit_waits", waits),
+        ("transport.max_writer_queue", writer),
+        ("transport.max_inbox", inbox),
+        ("transport.max_inbox_capacity", capacity),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Counters a job reports as the largest value of any worker rather than their sum.
+pub(crate) fn is_maximum(counter: &str) -> bool {
+    counter.starts_with("transport.max_")
 }
 
 /// The identity a worker gives its data connections: which worker, in which attempt.

@@ -35,6 +35,12 @@ pub(crate) struct ChannelStats {
     /// The most data frames that were queued at once: at the writer (an output), in the inbox
     /// (an input).
     pub max_queued: usize,
+    /// The batches the reader has room for (an input; 0 for an output): the most credits the
+    /// channel's sender can hold.
+    pub capacity: u32,
+    /// Times the sending task found no credit for a batch and waited (an output): the
+    /// receiver's backpressure.
+    pub credit_waits: u64,
 }
 
 /// A frame on its way to the socket.
@@ -64,6 +70,18 @@ pub(crate) struct Outgoing {
     pub closing: bool,
     /// The writer waits for work (so that a sender notifies it only then).
     pub writer_idle: bool,
+}
+
+impl Link {
+    /// The counters of every channel of the connection: its outputs', then its inputs'.
+    pub(crate) fn stats(&self) -> (Vec<ChannelStats>, Vec<ChannelStats>) {
+        let outputs: Vec<_> = lock(&self.outputs).values().cloned().collect();
+        let inputs: Vec<_> = lock(&self.inputs).values().cloned().collect();
+        (
+            outputs.iter().map(|c| c.stats()).collect(),
+            inputs.iter().map(|c| c.stats()).collect(),
+        )
+    }
 }
 
 /// What one connection's threads and ends share.
@@ -364,6 +382,8 @@ impl InChan {
             credits: u32::try_from(st.granted - st.received).unwrap_or(u32::MAX),
             credits_total: st.granted,
             max_queued: st.max_queued,
+            capacity: st.capacity,
+            credit_waits: 0,
         }
     }
 }
@@ -388,6 +408,8 @@ pub(crate) struct OutState {
     pub max_queued: usize,
     /// The sending task found no credit (or no room) and waits.
     pub waiting: bool,
+    /// Times it found no credit for a batch.
+    pub credit_waits: u64,
     pub waker: Option<RemoteWaker>,
     /// Frame buffers the writer is done with, reused for the next frames.
     pub free: Vec<Vec<u8>>,
@@ -445,6 +467,8 @@ impl OutChan {
             credits: st.credits,
             credits_total: st.credits_total,
             max_queued: st.max_queued,
+            capacity: 0,
+            credit_waits: st.credit_waits,
         }
     }
 }

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::frame::{put_frame, FrameError, FrameReader, Header, Kind, CONNECTION, HEADER_LEN};
 use super::handshake::{handshake, show, Hello, Side};
-use super::link::{lock, Inbound, Link, OutFrame};
+use super::link::{lock, ChannelStats, Inbound, Link, OutFrame};
 use super::remote::{RemoteInput, RemoteOutput};
 use super::{Endpoint, TransportConfig};
 use crate::error::{Error, Result};
@@ -185,6 +185,11 @@ impl Connection {
         self.link
             .heartbeats
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The counters of its channels: outputs', then inputs'.
+    pub(crate) fn stats(&self) -> (Vec<ChannelStats>, Vec<ChannelStats>) {
+        self.link.stats()
     }
 
     /// Why the connection is down, if it is.

@@ -114,6 +114,9 @@ impl<T: Serialize + Send> Output<T> for RemoteOutput<T> {
             };
             if !room {
                 st.waiting = true;
+                if data {
+                    st.credit_waits += 1;
+                }
                 return Ok(Some(msg));
             }
             if data {
