@@ -1,7 +1,9 @@
 //! model → tokens: the builder calls of the pipeline, one spanned type assertion per edge, the
-//! state struct, and the entry points. Generated items refer to the runtime only through
-//! `<crate>::__private`; helpers live inside the generated `build` function, so no helper name
-//! reaches the user's module.
+//! state struct, and the entry points. Each builder call names its type arguments as the stage's
+//! signature writes them, so that a bound the runtime puts on them (a record type is `Data`:
+//! `Serialize + DeserializeOwned`, ...) is reported on the user's signature. Generated items
+//! refer to the runtime only through `<crate>::__private`; helpers live inside the generated
+//! `build` function, so no helper name reaches the user's module.
 //!
 //! When `check` reported errors, the module keeps the user's items and gets the generated
 //! items' signatures with bodies that never run, next to the errors: code that uses the pipeline
@@ -11,8 +13,8 @@
 use std::collections::HashSet;
 
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
-use quote::{format_ident, quote, quote_spanned};
-use syn::{Ident, Item, LitStr};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::{Ident, Item, LitStr, Type};
 
 use crate::check::{self, Checked, Ty};
 use crate::ctxt::Ctxt;
@@ -84,6 +86,41 @@ fn ty(t: &Ty, private: &TokenStream) -> TokenStream {
         Ty::KeyOf(r) => quote!(<#r as #private::KeyValue>::Key),
         Ty::ValueOf(r) => quote!(<#r as #private::KeyValue>::Value),
     }
+}
+
+/// The type a stage's signature writes for `t`: the record type itself, or the connector,
+/// collection or `(Key, Value)` pair whose item `t` is.
+fn written(t: &Ty) -> &Type {
+    match t {
+        Ty::Exact(t)
+        | Ty::SourceItem(t)
+        | Ty::SinkItem(t)
+        | Ty::IterItem(t)
+        | Ty::KeyOf(t)
+        | Ty::ValueOf(t) => t,
+    }
+}
+
+/// The tokens of `t` spanning the type the user wrote: a projection's generated tokens take
+/// the spans of the first and the last token of its written type, so rustc reports an unmet
+/// bound of the projection exactly where it reports one of the written type.
+fn spanned_ty(t: &Ty, private: &TokenStream) -> TokenStream {
+    let (tr, assoc) = match t {
+        Ty::Exact(t) => return quote!(#t),
+        Ty::SourceItem(_) => (quote!(Source), quote!(Item)),
+        Ty::SinkItem(_) => (quote!(Sink), quote!(Item)),
+        Ty::IterItem(_) => (quote!(IntoIterator), quote!(Item)),
+        Ty::KeyOf(_) => (quote!(KeyValue), quote!(Key)),
+        Ty::ValueOf(_) => (quote!(KeyValue), quote!(Value)),
+    };
+    let w = written(t);
+    let tokens: Vec<TokenTree> = w.to_token_stream().into_iter().collect();
+    let first = tokens.first().map_or_else(Span::call_site, TokenTree::span);
+    let last = tokens.last().map_or(first, TokenTree::span);
+    let open = respan(&quote!(<), first);
+    let middle = respan(&quote!(as #private::#tr>::), last);
+    let assoc = respan(&assoc, last);
+    quote!(#open #w #middle #assoc)
 }
 
 /// One input stream of a stage, cast to the type the stage takes. The cast goes through a trait
@@ -207,7 +244,6 @@ fn generate(p: &Pipeline, checked: &Checked) -> TokenStream {
     let types = &checked.types;
     let krate = &p.krate;
     let private = quote!(#krate::__private);
-    let builder = Ident::new("__builder", Span::mixed_site());
     let var = |name: &syn::Ident| format_ident!("__stage_{}", name, span = Span::mixed_site());
     let mut calls = Vec::new();
     for &i in &checked.order {
@@ -229,28 +265,55 @@ fn generate(p: &Pipeline, checked: &Checked) -> TokenStream {
             inputs.push(edge_input(e, out, inp, keyed, &var(&e.from), &private));
         }
         let inputs = quote!(&[#(#inputs),*]);
-        let call = match stage.kind {
-            StageKind::Source => quote!(let #v = #builder.source(#name_str, #par, #name)?;),
-            StageKind::Map => quote!(let #v = #builder.map(#name_str, #par, #inputs, #name)?;),
-            StageKind::FlatMap => {
-                quote!(let #v = #builder.flat_map(#name_str, #par, #inputs, #name)?;)
+        // Every generic argument of the builder call is given, as the user's signature writes
+        // it: rustc reports an unmet bound of a type argument (a record type that is not `Data`,
+        // a state type that is not `Default`) on that argument, in the stage's signature. The
+        // call itself, and with it what rustc blames on no argument, is spanned on the stage's
+        // name.
+        let span = name.span();
+        let b = Ident::new("__builder", Span::mixed_site().located_at(span));
+        let f_ty = quote_spanned!(span=> _);
+        let written_input = t.input.as_ref().map(written);
+        let written_output = t.output.as_ref().map(written);
+        let call = match (stage.kind, written_input, written_output) {
+            (StageKind::Source, _, Some(conn)) => {
+                quote_spanned!(span=> #b.source::<#conn>(#name_str, #par, #name))
             }
-            StageKind::Filter => {
-                quote!(let #v = #builder.filter(#name_str, #par, #inputs, #name)?;)
+            (StageKind::Map, Some(input), Some(out)) => quote_spanned! {span=>
+                #b.map::<#input, #out, #f_ty>(#name_str, #par, #inputs, #name)
+            },
+            (StageKind::FlatMap, Some(input), Some(ret)) => quote_spanned! {span=>
+                #b.flat_map::<#input, #ret, #f_ty>(#name_str, #par, #inputs, #name)
+            },
+            (StageKind::Filter, Some(input), _) => quote_spanned! {span=>
+                #b.filter::<#input, #f_ty>(#name_str, #par, #inputs, #name)
+            },
+            // `ret` is the returned `(Key, Value)`.
+            (StageKind::KeyBy, Some(input), Some(ret)) if t.owned_key => quote_spanned! {span=>
+                #b.key_by_owned::<#input, #ret, #f_ty>(#name_str, #par, #inputs, #name)
+            },
+            (StageKind::KeyBy, Some(input), _) => {
+                let Some(key) = t.key.as_ref().map(written) else {
+                    continue;
+                };
+                quote_spanned! {span=>
+                    #b.key_by::<#key, #input, #f_ty>(#name_str, #par, #inputs, #name)
+                }
             }
-            StageKind::KeyBy if t.owned_key => {
-                quote!(let #v = #builder.key_by_owned(#name_str, #par, #inputs, #name)?;)
-            }
-            StageKind::KeyBy => {
-                quote!(let #v = #builder.key_by(#name_str, #par, #inputs, #name)?;)
-            }
-            StageKind::Stateful => {
+            (StageKind::Stateful, Some(input), Some(ret)) => {
+                let Some(state) = &t.state else { continue };
                 // The key_by before it (checked); its name names the key-reading trait.
                 let keyer = p.upstream(name).next().map_or(name, |e| &e.from);
+                // The key type as the key_by writes it: a key type missing a bound is reported
+                // on the key_by, and not again here.
+                let key_ty = types
+                    .get(&keyer.to_string())
+                    .and_then(|k| k.key.as_ref())
+                    .map_or_else(|| quote_spanned!(span=> _), |k| spanned_ty(k, &private));
                 let read_key = |span: Span| quote_spanned!(span=> <_ as #keyer<_>>::key(k));
                 let f = if t.owned_key {
-                    let key = read_key(name.span());
-                    quote_spanned!(name.span()=> |s: &mut _, k: &_, v| #name(s, #key, v))
+                    let key = read_key(span);
+                    quote_spanned!(span=> |s: &mut _, k: &_, v| #name(s, #key, v))
                 } else {
                     quote!(#name)
                 };
@@ -259,25 +322,41 @@ fn generate(p: &Pipeline, checked: &Checked) -> TokenStream {
                 } else {
                     TokenStream::new()
                 };
+                let params = quote!(#key_ty, #state, #input, #ret);
                 let call = match (&stage.on_end, t.owned_key) {
-                    (None, false) => quote!(#builder.stateful(#name_str, #par, #inputs, #f)),
-                    (None, true) => {
-                        quote!(#builder.stateful_keyed(#name_str, #par, #inputs, #f))
-                    }
+                    (None, false) => quote_spanned! {span=>
+                        #b.stateful::<#params, #f_ty>(#name_str, #par, #inputs, #f)
+                    },
+                    (None, true) => quote_spanned! {span=>
+                        #b.stateful_keyed::<#params, #f_ty>(#name_str, #par, #inputs, #f)
+                    },
                     (Some(end), keyed) => {
+                        let end_ty = quote_spanned!(end.span()=> _);
                         let key = read_key(end.span());
                         let end = on_end(name, end, t.output.as_ref(), &key, &private);
                         let method = if keyed {
-                            quote!(stateful_keyed_with_end)
+                            quote_spanned!(span=> stateful_keyed_with_end)
                         } else {
-                            quote!(stateful_with_end)
+                            quote_spanned!(span=> stateful_with_end)
                         };
-                        quote!(#builder.#method(#name_str, #par, #inputs, #f, #end))
+                        quote_spanned! {span=>
+                            #b.#method::<#params, #end_ty, #f_ty, #end_ty>(
+                                #name_str, #par, #inputs, #f, #end,
+                            )
+                        }
                     }
                 };
-                quote!(let #v = { #key_trait #call? };)
+                quote!({ #key_trait #call })
             }
-            StageKind::Sink => quote!(#builder.sink(#name_str, #par, #inputs, #name)?;),
+            (StageKind::Sink, Some(conn), _) => {
+                quote_spanned!(span=> #b.sink::<#conn>(#name_str, #par, #inputs, #name))
+            }
+            _ => continue,
+        };
+        let call = if stage.kind == StageKind::Sink {
+            quote_spanned!(span=> #call?;)
+        } else {
+            quote_spanned!(span=> let #v = #call?;)
         };
         calls.push(call);
     }
