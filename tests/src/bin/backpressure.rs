@@ -16,7 +16,7 @@ pub mod backpressure {
     /// Chained into the sink's task: the sink consumes a batch of 1024 records in about 2 ms.
     #[map(2)]
     pub fn slowly(x: u64) -> u64 {
-        if x % 1024 == 0 {
+        if x.is_multiple_of(1024) {
             // The workload of a slow consumer, not a wait for anything.
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
