@@ -445,19 +445,19 @@ fn control_loop(
 ) -> Result<()> {
     let tasks = live.load(Ordering::Acquire);
     let mut done_reported = 0;
+    // Reports the tasks finished since the last report, and the records read.
+    let report = |done_reported: &mut usize| -> Result<()> {
+        let done = tasks - live.load(Ordering::Acquire);
+        if done > *done_reported {
+            let count = (done - *done_reported) as u32;
+            protocol::send(coordinator, &ToCoordinator::TasksDone { count })?;
+            *done_reported = done;
+        }
+        checkpoints.flush_records()
+    };
     while !over.load(Ordering::Acquire) {
         let message = coordinator.recv_control(Duration::from_millis(20));
-        let done = tasks - live.load(Ordering::Acquire);
-        if done > done_reported {
-            protocol::send(
-                coordinator,
-                &ToCoordinator::TasksDone {
-                    count: (done - done_reported) as u32,
-                },
-            )?;
-            done_reported = done;
-        }
-        checkpoints.flush_records()?;
+        report(&mut done_reported)?;
         let (tag, payload) = match message {
             Ok(Some(m)) => m,
             Ok(None) => continue,
@@ -492,16 +492,7 @@ fn control_loop(
             }
         }
     }
-    let done = tasks - live.load(Ordering::Acquire);
-    if done > done_reported {
-        protocol::send(
-            coordinator,
-            &ToCoordinator::TasksDone {
-                count: (done - done_reported) as u32,
-            },
-        )?;
-    }
-    checkpoints.flush_records()
+    report(&mut done_reported)
 }
 
 /// The checkpoint coordinator as a worker's tasks see it: a proxy of the coordinator process.
