@@ -4,7 +4,6 @@
 //! Run with `cargo run -p solstice --example custom_source`.
 
 use solstice::config::Config;
-use solstice::core::connector::{Positions, FINISHED};
 use solstice::prelude::*;
 
 /// `sources.<name>` of a [`Countdown`]: counts down from `from` to 1 in steps of `step`.
@@ -22,7 +21,7 @@ fn one() -> u64 {
     1
 }
 
-/// Emits `from, from - step, ...` down to 1, on one subtask.
+/// Emits `from, from - step, ...` down to 1, as one split.
 #[derive(Debug)]
 pub struct Countdown {
     from: u64,
@@ -47,11 +46,15 @@ impl Source for Countdown {
     type Item = u64;
     type Reader = CountdownReader;
 
-    fn open(&self, subtask: usize, _parallelism: usize) -> Result<CountdownReader> {
-        // Subtask 0 emits everything; the others have nothing to read.
-        let next = if subtask == 0 { self.from } else { 0 };
+    fn splits(&self) -> Result<Vec<String>> {
+        // One split: one subtask reads it, the others find nothing left to read.
+        Ok(vec!["countdown".to_string()])
+    }
+
+    fn open(&self, _split: &str, resume: Option<u64>) -> Result<CountdownReader> {
+        // Resumed at the next value it was to emit.
         Ok(CountdownReader {
-            next,
+            next: resume.unwrap_or(self.from),
             step: self.step,
         })
     }
@@ -76,9 +79,8 @@ impl SourceReader<u64> for CountdownReader {
         Ok(self.next > 0)
     }
 
-    fn position(&self) -> Result<Positions> {
-        let at = if self.next == 0 { FINISHED } else { self.next };
-        Ok(Positions::from([("countdown".to_string(), at)]))
+    fn position(&self) -> Result<u64> {
+        Ok(self.next)
     }
 }
 

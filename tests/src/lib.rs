@@ -1,13 +1,14 @@
 //! Helpers shared by the end-to-end tests: temporary directories, JSONL files in and out, configs.
 
 use std::path::Path;
-use std::sync::{mpsc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use solstice::config::Config;
-use solstice::core::connector::{Positions, Source, SourceReader};
+use solstice::core::connector::{Source, SourceReader};
 
 pub use tempfile::TempDir;
 
@@ -122,7 +123,7 @@ pub struct Gate {
 
 #[derive(Debug)]
 struct GateState {
-    /// Where readers stop while the gate is closed (records of their own); `None`: open.
+    /// Where readers stop while the gate is closed (records of their source); `None`: open.
     hold_at: Option<u64>,
     /// Readers stopped at the gate now.
     held: usize,
@@ -144,8 +145,8 @@ impl Gate {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Closes the gate: each reader of a [`Held`] source stops once it has read `hold_at`
-    /// records, or at the end of its input if that comes first (so
+    /// Closes the gate: the readers of a [`Held`] source stop once they have read `hold_at`
+    /// records together, or at the end of its input if that comes first (so
     /// `u64::MAX`: at the end), and returns empty batches, never the end of its input, until the
     /// gate opens. The gate opens when the guard is dropped, also when the test fails, so that a
     /// failing test leaves no job running.
@@ -226,17 +227,35 @@ impl Drop for Closed<'_> {
 }
 
 /// A source whose readers stop at a [`Gate`] while it is closed: the job cannot end (nor, with
-/// a stop before the end, read further) until the test opens the gate. Positions, splits and
-/// restore are the wrapped source's.
+/// a stop before the end, read further) until the test opens the gate. Splits, positions and
+/// restore are the wrapped source's. Records are counted over all the source's readers, and
+/// "the end of its input" is the end of the last of its splits read in this run (so a source
+/// restored with splits already finished is not held at its end).
 pub struct Held<S> {
     inner: S,
     gate: &'static Gate,
+    progress: Arc<Progress>,
+}
+
+/// What the readers of a [`Held`] source read together.
+#[derive(Default)]
+struct Progress {
+    /// Records read.
+    read: AtomicU64,
+    /// Splits read to the end.
+    finished: AtomicUsize,
+    /// The source's splits.
+    splits: AtomicUsize,
 }
 
 impl<S> Held<S> {
     /// `inner`, held at `gate`.
     pub fn new(inner: S, gate: &'static Gate) -> Held<S> {
-        Held { inner, gate }
+        Held {
+            inner,
+            gate,
+            progress: Arc::default(),
+        }
     }
 }
 
@@ -248,29 +267,20 @@ impl<S: Source> Source for Held<S> {
         self.inner.start()
     }
 
-    fn open(&self, subtask: usize, parallelism: usize) -> solstice::Result<Self::Reader> {
-        Ok(self.reader(self.inner.open(subtask, parallelism)?))
+    fn splits(&self) -> solstice::Result<Vec<String>> {
+        let splits = self.inner.splits()?;
+        self.progress.splits.store(splits.len(), Ordering::Release);
+        Ok(splits)
     }
 
-    fn open_at(
-        &self,
-        subtask: usize,
-        parallelism: usize,
-        positions: &Positions,
-    ) -> solstice::Result<Self::Reader> {
-        Ok(self.reader(self.inner.open_at(subtask, parallelism, positions)?))
-    }
-}
-
-impl<S> Held<S> {
-    fn reader<R>(&self, inner: R) -> HeldReader<R> {
-        HeldReader {
-            inner,
+    fn open(&self, split: &str, resume: Option<u64>) -> solstice::Result<Self::Reader> {
+        Ok(HeldReader {
+            inner: self.inner.open(split, resume)?,
             gate: self.gate,
-            read: 0,
+            progress: self.progress.clone(),
             exhausted: false,
             held: false,
-        }
+        })
     }
 }
 
@@ -278,9 +288,8 @@ impl<S> Held<S> {
 pub struct HeldReader<R> {
     inner: R,
     gate: &'static Gate,
-    /// Records read by this reader.
-    read: u64,
-    /// The wrapped reader has reached the end of its input.
+    progress: Arc<Progress>,
+    /// The wrapped reader has reached the end of its split.
     exhausted: bool,
     /// Counted as stopped at the gate.
     held: bool,
@@ -288,20 +297,34 @@ pub struct HeldReader<R> {
 
 impl<T, R: SourceReader<T>> SourceReader<T> for HeldReader<R> {
     fn read_batch(&mut self, out: &mut Vec<T>, max: usize) -> solstice::Result<bool> {
-        let room = self.gate.room(self.read).unwrap_or(u64::MAX);
-        if self.exhausted || room == 0 {
+        let p = &*self.progress;
+        if self.exhausted {
+            let last = p.finished.load(Ordering::Acquire) + 1 >= p.splits.load(Ordering::Acquire);
             // An empty batch: the source task sends barriers between batches meanwhile.
-            return Ok(self.gate.hold(&mut self.held) || !self.exhausted);
+            if last && self.gate.hold(&mut self.held) {
+                return Ok(true);
+            }
+            p.finished.fetch_add(1, Ordering::AcqRel);
+            return Ok(false);
+        }
+        let room = self
+            .gate
+            .room(p.read.load(Ordering::Acquire))
+            .unwrap_or(u64::MAX);
+        if room == 0 {
+            self.gate.hold(&mut self.held);
+            return Ok(true);
         }
         let before = out.len();
         let max = max.min(usize::try_from(room).unwrap_or(usize::MAX));
         self.exhausted = !self.inner.read_batch(out, max)?;
-        self.read += (out.len() - before) as u64;
+        p.read
+            .fetch_add((out.len() - before) as u64, Ordering::AcqRel);
         // The end is reported by the next call, once the gate lets it through.
         Ok(true)
     }
 
-    fn position(&self) -> solstice::Result<Positions> {
+    fn position(&self) -> solstice::Result<u64> {
         self.inner.position()
     }
 }

@@ -3,11 +3,10 @@
 //! built-in connectors as for a user's.
 
 use solstice::config::Config;
-use solstice::core::connector::{Positions, FINISHED};
 use solstice::prelude::*;
 use solstice_tests::{config, temp_dir};
 
-/// A user's source: `count` records `start, start + 1, ...`, split across subtasks.
+/// A user's source: `count` records `start, start + 1, ...`, in splits of 100.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeqOptions {
@@ -23,11 +22,20 @@ impl Source for Seq {
     type Item = u64;
     type Reader = SeqReader;
 
-    fn open(&self, subtask: usize, parallelism: usize) -> Result<SeqReader> {
-        let at = |i: usize| self.0.start + self.0.count * i as u64 / parallelism as u64;
+    fn splits(&self) -> Result<Vec<String>> {
+        Ok((0..self.0.count.div_ceil(100))
+            .map(|i| format!("seq@{}", self.0.start + i * 100))
+            .collect())
+    }
+
+    fn open(&self, split: &str, resume: Option<u64>) -> Result<SeqReader> {
+        let first: u64 = split
+            .strip_prefix("seq@")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| solstice::Error::Plan(format!("not a split: {split}")))?;
         Ok(SeqReader {
-            next: at(subtask),
-            end: at(subtask + 1),
+            next: resume.unwrap_or(first),
+            end: (first + 100).min(self.0.start + self.0.count),
         })
     }
 }
@@ -46,13 +54,8 @@ impl SourceReader<u64> for SeqReader {
         Ok(self.next < self.end)
     }
 
-    fn position(&self) -> Result<Positions> {
-        let at = if self.next >= self.end {
-            FINISHED
-        } else {
-            self.next
-        };
-        Ok(Positions::from([(format!("seq@{}", self.end), at)]))
+    fn position(&self) -> Result<u64> {
+        Ok(self.next)
     }
 }
 
@@ -256,7 +259,9 @@ fn a_connector_can_be_unit_tested_from_a_config() {
     let cfg = config.source_config("numbers");
     assert_eq!(cfg.stage(), "numbers");
     let seq = Seq(cfg.options().unwrap());
-    let mut reader = seq.open(0, 1).unwrap();
+    let splits = seq.splits().unwrap();
+    assert_eq!(splits, ["seq@1"]);
+    let mut reader = seq.open(&splits[0], None).unwrap();
     let mut out = Vec::new();
     while reader.read_batch(&mut out, 3).unwrap() {}
     assert_eq!(out, [1, 2, 3, 4]);

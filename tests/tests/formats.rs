@@ -81,9 +81,11 @@ fn run_copy(input: &std::path::Path, out: &std::path::Path, extra: &str, overrid
 
 fn read_all(path: &std::path::Path) -> Vec<Order> {
     let src = FileSource::<Order>::new([path]).unwrap();
-    let mut r = src.open(0, 1).unwrap();
     let mut all = Vec::new();
-    while r.read_batch(&mut all, 1000).unwrap() {}
+    for split in src.splits().unwrap() {
+        let mut r = src.open(&split, None).unwrap();
+        while r.read_batch(&mut all, 1000).unwrap() {}
+    }
     all
 }
 

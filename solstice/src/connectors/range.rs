@@ -1,12 +1,12 @@
-//! A source of the integers of a range, split into contiguous chunks across subtasks; for
-//! generated workloads, tests and benchmarks.
+//! A source of the integers of a range, cut into contiguous chunks (its splits); for generated
+//! workloads, tests and benchmarks.
 
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::SourceConfig;
-use crate::core::connector::{Positions, Source, SourceReader, FINISHED};
+use crate::core::connector::{Source, SourceReader};
 use crate::error::{Error, Result};
 
 /// Emits every `u64` of a range once.
@@ -42,45 +42,57 @@ impl RangeSource {
     }
 }
 
+/// Splits of at least this many integers (fewer only for a shorter range)...
+const MIN_CHUNK: u64 = 1 << 16;
+/// ...and about this many splits in all.
+const CHUNKS: u64 = 64;
+
+impl RangeSource {
+    /// The chunk size: `CHUNKS` chunks, none shorter than `MIN_CHUNK`.
+    fn chunk(&self) -> u64 {
+        let len = self.range.end.saturating_sub(self.range.start);
+        len.div_ceil(CHUNKS).max(MIN_CHUNK)
+    }
+}
+
 impl Source for RangeSource {
     type Item = u64;
     type Reader = RangeReader;
 
-    fn open_at(
-        &self,
-        subtask: usize,
-        parallelism: usize,
-        positions: &Positions,
-    ) -> Result<RangeReader> {
-        let mut reader = self.open(subtask, parallelism)?;
-        if !positions.is_empty() {
-            let key = format!("range@{}", reader.start);
-            let at = positions.get(&key).copied().ok_or_else(|| {
-                Error::Plan(format!(
-                    "range source: the checkpoint has no position for {key} (was it taken with \
-                     another range or parallelism?)"
-                ))
-            })?;
-            reader.next = at.min(reader.end);
+    fn splits(&self) -> Result<Vec<String>> {
+        let chunk = self.chunk();
+        let mut out = Vec::new();
+        let mut at = self.range.start;
+        while at < self.range.end {
+            out.push(format!("range@{at}"));
+            at = at.saturating_add(chunk);
         }
-        Ok(reader)
+        Ok(out)
     }
 
-    fn open(&self, subtask: usize, parallelism: usize) -> Result<RangeReader> {
-        let len = u128::from(self.range.end.saturating_sub(self.range.start));
-        let at = |i: usize| self.range.start + (len * i as u128 / parallelism as u128) as u64;
+    fn open(&self, split: &str, resume: Option<u64>) -> Result<RangeReader> {
+        let start = split
+            .strip_prefix("range@")
+            .and_then(|s| s.parse::<u64>().ok())
+            .filter(|s| self.range.contains(s) && (s - self.range.start).is_multiple_of(self.chunk()))
+            .ok_or_else(|| {
+                Error::Plan(format!(
+                    "range source {:?}: `{split}` is not one of its splits (was the checkpoint \
+                     taken with another range?)",
+                    self.range
+                ))
+            })?;
+        let end = start.saturating_add(self.chunk()).min(self.range.end);
         Ok(RangeReader {
-            start: at(subtask),
-            next: at(subtask),
-            end: at(subtask + 1),
+            next: resume.unwrap_or(start).clamp(start, end),
+            end,
         })
     }
 }
 
-/// Reads one subtask's chunk of a [`RangeSource`].
+/// Reads one chunk of a [`RangeSource`].
 #[derive(Debug)]
 pub struct RangeReader {
-    start: u64,
     next: u64,
     end: u64,
 }
@@ -93,13 +105,8 @@ impl SourceReader<u64> for RangeReader {
         Ok(self.next < self.end)
     }
 
-    fn position(&self) -> Result<Positions> {
-        let at = if self.next >= self.end {
-            FINISHED
-        } else {
-            self.next
-        };
-        Ok(Positions::from([(format!("range@{}", self.start), at)]))
+    fn position(&self) -> Result<u64> {
+        Ok(self.next)
     }
 }
 
@@ -109,15 +116,29 @@ mod tests {
 
     #[test]
     fn chunks_cover_the_range() {
-        let src = RangeSource::new(10..1_000_003);
-        for p in [1, 2, 3, 8] {
+        for range in [10..1_000_003, 0..1, 5..5, 0..(64 << 16) + 3] {
+            let src = RangeSource::new(range.clone());
             let mut all = Vec::new();
-            for s in 0..p {
-                let mut r = src.open(s, p).unwrap();
+            for split in src.splits().unwrap() {
+                let mut r = src.open(&split, None).unwrap();
                 while r.read_batch(&mut all, 4096).unwrap() {}
             }
-            all.sort_unstable();
-            assert_eq!(all, (10..1_000_003).collect::<Vec<_>>());
+            assert_eq!(all, range.clone().collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn a_chunk_resumes_at_its_position_and_unknown_names_are_refused() {
+        let src = RangeSource::new(0..1_000_000);
+        let split = &src.splits().unwrap()[1];
+        let mut r = src.open(split, None).unwrap();
+        let mut first = Vec::new();
+        r.read_batch(&mut first, 10).unwrap();
+        let mut resumed = src.open(split, Some(r.position().unwrap())).unwrap();
+        let mut next = Vec::new();
+        resumed.read_batch(&mut next, 1).unwrap();
+        assert_eq!(next[0], first[9] + 1);
+        let e = src.open("range@7", None).unwrap_err().to_string();
+        assert!(e.contains("range@7"), "{e}");
     }
 }

@@ -1,14 +1,22 @@
-//! The traits connectors implement. A source splits its input across subtasks; a sink writes one
-//! output per subtask.
+//! The traits connectors implement. A source cuts its input into splits, which its subtasks pull
+//! one at a time; a sink writes one output per subtask.
 
 use crate::core::Data;
 use crate::error::Result;
 
-/// A bounded source of records, read in parallel by `parallelism` subtasks.
-pub trait Source: Send + 'static {
+/// A bounded source of records, read in parallel by its subtasks.
+///
+/// The input is cut into *splits* ([`Source::splits`]): a byte range of a file, a row group, a
+/// chunk of a range. Splits are not dealt out up front: each subtask asks the job's coordinator
+/// for a split, reads it to the end with a [`SourceReader`], and asks for the next, so that a
+/// faster or less loaded subtask (or worker process) reads more of the input. The split a subtask
+/// holds, and its reader's position in it, are what a checkpoint records of the source; a split
+/// that no subtask had started when the checkpoint was taken goes back to the pool on restore,
+/// at whatever parallelism the job then runs.
+pub trait Source: Send + Sync + 'static {
     /// The record type produced.
     type Item: Data;
-    /// The reader of one subtask.
+    /// The reader of one split.
     type Reader: SourceReader<Self::Item>;
 
     /// Called once when the job starts, before any reader opens (not by `--explain`): e.g. to
@@ -17,44 +25,37 @@ pub trait Source: Send + 'static {
         Ok(())
     }
 
-    /// Opens the reader of `subtask` out of `parallelism`. Subtasks read disjoint parts of the
-    /// input whose union is the whole input.
-    fn open(&self, subtask: usize, parallelism: usize) -> Result<Self::Reader>;
+    /// The splits of the input, in reading order, by name. The names are unique within the
+    /// source and the same in every process and every run over the same input: checkpoints
+    /// record positions under them, and a worker process opens a split by the name the
+    /// coordinator hands it.
+    fn splits(&self) -> Result<Vec<String>>;
 
-    /// Opens the reader of `subtask` resuming at `positions`: the merged positions of every
-    /// reader of the checkpoint being restored, whatever parallelism it was taken with.
-    fn open_at(
-        &self,
-        subtask: usize,
-        parallelism: usize,
-        positions: &Positions,
-    ) -> Result<Self::Reader> {
-        if positions.is_empty() {
-            self.open(subtask, parallelism)
-        } else {
-            Err(crate::error::Error::Plan(
-                "this source cannot resume from a checkpoint".into(),
-            ))
-        }
-    }
+    /// Opens a reader of split `split` (one of the names [`Source::splits`] returned): from its
+    /// start, or with `resume` at a position a reader of that split reported
+    /// ([`SourceReader::position`]) when a checkpoint was taken. A name this source does not
+    /// know is an error that names it (e.g. a worker that sees other files than the
+    /// coordinator).
+    fn open(&self, split: &str, resume: Option<u64>) -> Result<Self::Reader>;
 }
 
-/// Progress of a source through its splits: split name → position (format-specific: a byte
-/// offset, a row count, the next value), [`FINISHED`] for a split read to the end. Splits absent
-/// from the map have not been started.
+/// Progress of a source through its splits, as a checkpoint records it: split name → position
+/// (format-specific: a byte offset, a row count, the next value), [`FINISHED`] for a split read
+/// to the end. Splits absent from the map had not been started.
 pub type Positions = std::collections::BTreeMap<String, u64>;
 
 /// The position of a split that has been read completely.
 pub const FINISHED: u64 = u64::MAX;
 
-/// Reads the part of a source assigned to one subtask.
+/// Reads one split of a source.
 pub trait SourceReader<T>: Send + 'static {
-    /// Appends at most `max` records to `out`. Returns `false` once the input is exhausted.
+    /// Appends at most `max` records to `out`. Returns `false` once the split is read to the
+    /// end (the records appended by that call included).
     fn read_batch(&mut self, out: &mut Vec<T>, max: usize) -> Result<bool>;
 
-    /// How far this reader got through its splits: what a checkpoint records, so that a
-    /// restored job resumes right after the last record before the barrier.
-    fn position(&self) -> Result<Positions>;
+    /// How far the reader got in its split: the `resume` value with which [`Source::open`]
+    /// continues right after the last record read (never [`FINISHED`]).
+    fn position(&self) -> Result<u64>;
 }
 
 /// A destination of records, written by `parallelism` subtasks.

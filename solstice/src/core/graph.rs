@@ -22,7 +22,7 @@ pub(crate) enum Partitioning {
 }
 
 /// What a task needs to know about the subtask it runs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct SubtaskCtx {
     pub stage: usize,
     pub name: String,
@@ -33,13 +33,19 @@ pub(crate) struct SubtaskCtx {
     /// The checkpoint this run restores from, if any.
     pub restore: Option<std::sync::Arc<crate::state::checkpoint::OpenCheckpoint>>,
     /// Source stages: where the restored checkpoint left the splits (empty: from the start).
+    /// Only the splits it finished matter to a task (subtask 0 reports them on); the ones part
+    /// read come from `splits`.
     pub positions: std::sync::Arc<crate::core::connector::Positions>,
+    /// Source stages: where the subtask gets its splits.
+    pub splits: std::sync::Arc<dyn crate::core::task::SplitFeed>,
 }
 
 /// A source stage: builds the task of one subtask, pushing into `chain`
 /// (a `Box<dyn BatchSink<Item>>`).
-pub(crate) trait ErasedSource: Send {
+pub(crate) trait ErasedSource: Send + Sync {
     fn start(&self) -> Result<()>;
+    /// The source's split names ([`crate::core::connector::Source::splits`]).
+    fn splits(&self) -> Result<Vec<String>>;
     fn task(&self, ctx: &SubtaskCtx, chain: AnyBox) -> Result<Box<dyn Task>>;
 }
 

@@ -73,6 +73,30 @@ impl Checkpoints for NoCheckpoints {
     fn ack(&self, _: u64, _: TaskId) {}
 }
 
+/// A split handed to a source subtask: its name and, when the checkpoint restored had it part
+/// read, where to resume.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Assignment {
+    /// The split's name ([`crate::core::connector::Source::splits`]).
+    pub split: String,
+    /// The position to resume at (`None`: from its start).
+    pub resume: Option<u64>,
+}
+
+/// Where source tasks get their splits: the job's split assigner, in this process or, in a
+/// worker process, behind the connection to the coordinator.
+pub(crate) trait SplitFeed: Send + Sync {
+    /// The next split for subtask `subtask` of source stage `stage`, run by task `task`:
+    /// `Ready(Some(_))`; `Ready(None)` once every split is handed out; or `Pending`: asked, and
+    /// `task` is woken when the answer is there (the next call returns it).
+    fn next(
+        &self,
+        stage: usize,
+        subtask: usize,
+        task: TaskId,
+    ) -> Result<std::task::Poll<Option<Assignment>>>;
+}
+
 /// Counters shared by all tasks of a job, updated per batch (never per record).
 #[derive(Debug, Default)]
 pub(crate) struct JobCounters {

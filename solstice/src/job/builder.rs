@@ -158,7 +158,7 @@ impl JobBuilder {
             StageKind::Source,
             declared,
             Vec::new(),
-            NodeImpl::Source(Box::new(SourceNode(source))),
+            NodeImpl::Source(Box::new(SourceNode(std::sync::Arc::new(source)))),
             None,
             Some(Box::new(TypedOutput::<S::Item>(PhantomData))),
         )?;

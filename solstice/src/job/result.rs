@@ -28,7 +28,8 @@ pub struct JobResult {
     pub restarts: usize,
     /// The checkpoints the (last) run completed, with their duration and size.
     pub checkpoints: Vec<CheckpointStats>,
-    /// The job's counters, e.g. `orders.skipped`: records a source skipped under `on_error: skip`.
+    /// The job's counters, e.g. `orders.skipped`: records a source skipped under `on_error: skip`;
+    /// `orders.splits.3`: the splits source subtask 3 pulled in the last run.
     pub counters: std::collections::BTreeMap<String, u64>,
     /// Per stateful subtask: its stage and its final keyed state, codec-encoded.
     final_states: Vec<(String, Vec<u8>)>,

@@ -23,6 +23,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::coordinator::{Coordinator, Notice};
 use super::placement::Placement;
 use super::protocol::{self, ToCoordinator, ToWorker};
+use super::splits::SplitPool;
 use super::transport::{Connection, Endpoint, Listener};
 use crate::error::{Error, Result};
 use crate::state::manifest::PartInfo;
@@ -119,6 +120,8 @@ pub(crate) struct AttemptSpec<'a, 'c> {
     pub checkpoints: Option<(&'a Coordinator<'c>, &'a Receiver<Notice>)>,
     /// Tasks of the plan not finished yet.
     pub live: &'a AtomicUsize,
+    /// The attempt's split assigner.
+    pub splits: &'a SplitPool,
 }
 
 /// What an attempt on the workers reports.
@@ -519,6 +522,19 @@ impl Cluster {
                             };
                             self.broadcast(&ToWorker::FinalId(id));
                         }
+                        ToCoordinator::SplitRequest { attempt, stage, subtask } if attempt == spec.attempt => {
+                            let split = match spec.splits.take(stage as usize, subtask as usize) {
+                                Ok(split) => split,
+                                Err(e) => return Err(self.cancel(spec.attempt, e)),
+                            };
+                            let answer = ToWorker::Split { attempt, stage, subtask, split };
+                            if let Err(e) = self.send(w, &answer) {
+                                let error = Error::WorkerLost { worker: self.name(w), reason: e.to_string() };
+                                self.drop_member(w);
+                                return Err(self.cancel(spec.attempt, error));
+                            }
+                        }
+                        ToCoordinator::SplitRequest { .. } => {}
                         ToCoordinator::TasksDone { count } => {
                             let _ = spec.live.fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| {
                                 Some(l.saturating_sub(count as usize))

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::core::connector::Positions;
 use crate::core::graph::{Graph, NodeImpl, Partitioning, SubtaskCtx};
 use crate::core::plan::PhysicalPlan;
+use crate::core::task::SplitFeed;
 use crate::core::AnyBox;
 use crate::error::{Error, Result};
 use crate::state::checkpoint::OpenCheckpoint;
@@ -49,13 +50,15 @@ pub(crate) struct Deployment {
 
 /// Creates every task and channel of `plan` (of `graph`, configured by `config`) that runs in
 /// this process (all of them without a `site`): each task restores from `restore` if given,
-/// each source subtask starts at its stage's `positions`.
+/// each source subtask pulls its splits from `splits`, knowing its stage's restored
+/// `positions`.
 pub(crate) fn deploy(
     graph: &Graph,
     plan: &PhysicalPlan,
     config: &Config,
     restore: Option<Arc<OpenCheckpoint>>,
     positions: &HashMap<usize, Arc<Positions>>,
+    splits: Arc<dyn SplitFeed>,
     site: Option<&Site<'_>>,
 ) -> Result<Deployment> {
     let chains = &plan.chains;
@@ -98,6 +101,7 @@ pub(crate) fn deploy(
         batch_size: config.job.batch_size,
         restore: restore.clone(),
         positions: positions.get(&node).cloned().unwrap_or_default(),
+        splits: splits.clone(),
     };
     // One channel per (sending subtask, receiving subtask) pair, so that a receiver can stop
     // reading one sender (barrier alignment) while the others go on. A receiver's channels

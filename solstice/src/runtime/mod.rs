@@ -17,6 +17,7 @@ pub(crate) mod message;
 pub(crate) mod partition;
 pub(crate) mod placement;
 pub(crate) mod protocol;
+pub(crate) mod splits;
 pub(crate) mod supervisor;
 pub(crate) mod tasks;
 // Its counters, frame reader and a few accessors serve its tests and benchmark only.

@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::transport::Connection;
+use crate::core::task::Assignment;
 use crate::error::{Error, Result};
 use crate::state::codec;
 use crate::state::manifest::PartInfo;
@@ -44,6 +45,14 @@ pub(crate) enum ToWorker {
     FinalId(u64),
     /// Checkpoint `id` is complete.
     Completed(u64),
+    /// The answer to a [`ToCoordinator::SplitRequest`] of attempt `attempt`: the next split of
+    /// subtask `subtask` of source stage `stage` (`None`: every split is handed out).
+    Split {
+        attempt: u32,
+        stage: u32,
+        subtask: u32,
+        split: Option<Assignment>,
+    },
     /// Ends attempt `attempt`: the worker stops its tasks and reports [`ToCoordinator::Stopped`].
     Cancel { attempt: u32, reason: String },
     /// The job is over: the worker exits.
@@ -83,6 +92,12 @@ pub(crate) enum ToCoordinator {
     Ack { id: u64, task: u32 },
     /// The worker needs the final checkpoint's id.
     FinalIdRequest,
+    /// Subtask `subtask` of source stage `stage` wants its next split ([`ToWorker::Split`]).
+    SplitRequest {
+        attempt: u32,
+        stage: u32,
+        subtask: u32,
+    },
     /// `count` more of the worker's tasks finished.
     TasksDone { count: u32 },
     /// Every task of attempt `attempt` finished: the stateful subtasks' final states (stage,

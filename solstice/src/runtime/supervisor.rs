@@ -16,6 +16,7 @@ use super::coordinator::{CheckpointStats, Coordinator, CoordinatorSpec, Schedule
 use super::deploy::deploy;
 use super::executor;
 use super::placement::Placement;
+use super::splits::SplitPool;
 use crate::config::Config;
 use crate::core::connector::{Positions, RunStart};
 use crate::core::graph::{Graph, NodeImpl};
@@ -405,6 +406,7 @@ impl Supervisor<'_> {
         let restored = restored.map(Arc::new);
         let epoch = store.as_ref().map_or(0, CheckpointStore::epoch);
         // On workers, the tasks are made there; here, before the coordinator counts them.
+        let splits = Arc::new(SplitPool::new(self.graph, &positions)?);
         let deployment = match cluster {
             None => Some(deploy(
                 self.graph,
@@ -412,6 +414,7 @@ impl Supervisor<'_> {
                 self.config,
                 restored,
                 &positions,
+                splits.clone(),
                 None,
             )?),
             Some(_) => None,
@@ -490,6 +493,7 @@ impl Supervisor<'_> {
                         placement: &placement,
                         checkpoints: coordinator.as_ref().map(|c| (c, &notices)),
                         live: &live,
+                        splits: &splits,
                     };
                     cluster.run(&spec).map(|report| {
                         counters
@@ -526,6 +530,7 @@ impl Supervisor<'_> {
         let finals = finals
             .into_inner()
             .map_err(|_| Error::Internal("state lock poisoned".into()))?;
+        worker_counters.extend(splits.counters());
         let duration = started.elapsed();
         tracing::info!(job = %self.id, ?duration, "job finished");
         Ok(RunReport {

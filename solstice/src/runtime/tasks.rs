@@ -2,10 +2,13 @@
 //! [`Input`]s (local channels or, later, connections). Both push batches into a chain of operators
 //! ending in a sink or a channel writer.
 
+use std::sync::Arc;
+use std::task::Poll;
+
 use super::message::{Input, Msg};
-use crate::core::connector::{Source, SourceReader};
+use crate::core::connector::{Positions, Source, SourceReader, FINISHED};
 use crate::core::graph::{ErasedSource, SubtaskCtx};
-use crate::core::task::{BatchSink, Cx, Step, Task};
+use crate::core::task::{BatchSink, Cx, SplitFeed, Step, Task};
 use crate::core::{downcast, AnyBox};
 use crate::error::{Error, Result};
 use crate::state::codec;
@@ -134,19 +137,60 @@ impl<T: Send + 'static, I: Input<T>> Task for InputTask<T, I> {
     }
 }
 
-/// Reads one subtask's part of a source into a chain.
-pub(crate) struct SourceTask<T, R> {
-    reader: R,
+/// Reads the splits one source subtask pulls into a chain: asks its [`SplitFeed`] for a split,
+/// reads it to the end, asks for the next, and ends when none is left.
+pub(crate) struct SourceTask<S: Source> {
+    source: Arc<S>,
+    feed: Arc<dyn SplitFeed>,
+    /// The split being read, by name, and its reader.
+    reader: Option<(String, S::Reader)>,
+    /// Splits this subtask read to the end, and (subtask 0 only) those the restored checkpoint
+    /// says were: every checkpoint lists them, so that a restore never reads them again.
+    finished: Vec<String>,
     /// The last checkpoint whose barrier this source emitted.
     last_barrier: u64,
     stage: usize,
+    subtask: usize,
     batch_size: usize,
-    buf: Vec<T>,
-    chain: Box<dyn BatchSink<T>>,
+    buf: Vec<S::Item>,
+    chain: Box<dyn BatchSink<S::Item>>,
     finishing: bool,
 }
 
-impl<T: Send + 'static, R: SourceReader<T>> Task for SourceTask<T, R> {
+impl<S: Source> SourceTask<S> {
+    /// This subtask's part of a checkpoint: its finished splits, and where it is in the one it
+    /// holds.
+    fn position(&self) -> Result<Vec<u8>> {
+        let mut at: Positions = self
+            .finished
+            .iter()
+            .map(|s| (s.clone(), FINISHED))
+            .collect();
+        if let Some((split, reader)) = &self.reader {
+            at.insert(split.clone(), reader.position()?.min(FINISHED - 1));
+        }
+        codec::encode(&at)
+    }
+
+    /// End of input: the final checkpoint's part, the end of the chain.
+    fn finish(&mut self, cx: &mut Cx<'_>) -> Result<Step> {
+        let checkpointed = cx.checkpoints.enabled();
+        if checkpointed {
+            let id = cx.checkpoints.final_id()?;
+            let part = subtask_part(cx.subtask);
+            cx.checkpoints.part(id, self.stage, part, self.position()?);
+        }
+        self.chain.end(cx)?;
+        if checkpointed {
+            cx.checkpoints.ack(cx.checkpoints.final_id()?, cx.task);
+        }
+        self.finishing = true;
+        let flushed = self.chain.try_flush(cx)?;
+        Ok(if flushed { Step::Done } else { Step::Wait })
+    }
+}
+
+impl<S: Source> Task for SourceTask<S> {
     fn run(&mut self, cx: &mut Cx<'_>) -> Result<Step> {
         if !self.chain.try_flush(cx)? {
             return Ok(Step::Wait);
@@ -159,9 +203,9 @@ impl<T: Send + 'static, R: SourceReader<T>> Task for SourceTask<T, R> {
             cx.stage = self.stage;
             let requested = cx.checkpoints.requested();
             if requested > self.last_barrier {
-                // The reader's position is this source's part of the checkpoint; the barrier
-                // follows every record read before it.
-                let position = codec::encode(&self.reader.position()?)?;
+                // The position is this source's part of the checkpoint; the barrier follows
+                // every record read before it.
+                let position = self.position()?;
                 cx.checkpoints
                     .part(requested, self.stage, subtask_part(cx.subtask), position);
                 self.chain.checkpoint(requested, cx)?;
@@ -171,27 +215,32 @@ impl<T: Send + 'static, R: SourceReader<T>> Task for SourceTask<T, R> {
                     return Ok(Step::Wait);
                 }
             }
+            let (split, reader) = match &mut self.reader {
+                Some((split, reader)) => (split, reader),
+                None => match self.feed.next(self.stage, self.subtask, cx.task)? {
+                    Poll::Ready(Some(a)) => {
+                        let reader = self.source.open(&a.split, a.resume)?;
+                        let (split, reader) = self.reader.insert((a.split, reader));
+                        (split, reader)
+                    }
+                    Poll::Ready(None) => return self.finish(cx),
+                    Poll::Pending => {
+                        // Woken with the answer; what is buffered goes downstream meanwhile.
+                        self.chain.flush_partial(cx)?;
+                        self.chain.try_flush(cx)?;
+                        return Ok(Step::Wait);
+                    }
+                },
+            };
             self.buf.clear();
-            let more = self.reader.read_batch(&mut self.buf, self.batch_size)?;
+            let more = reader.read_batch(&mut self.buf, self.batch_size)?;
+            if !more {
+                self.finished.push(std::mem::take(split));
+                self.reader = None;
+            }
             cx.checkpoints.records_read(self.buf.len() as u64);
             if !self.buf.is_empty() {
                 self.chain.push(&mut self.buf, cx)?;
-            }
-            if !more {
-                let checkpointed = cx.checkpoints.enabled();
-                if checkpointed {
-                    let id = cx.checkpoints.final_id()?;
-                    let position = codec::encode(&self.reader.position()?)?;
-                    let part = subtask_part(cx.subtask);
-                    cx.checkpoints.part(id, self.stage, part, position);
-                }
-                self.chain.end(cx)?;
-                if checkpointed {
-                    cx.checkpoints.ack(cx.checkpoints.final_id()?, cx.task);
-                }
-                self.finishing = true;
-                let flushed = self.chain.try_flush(cx)?;
-                return Ok(if flushed { Step::Done } else { Step::Wait });
             }
             if !self.chain.try_flush(cx)? {
                 return Ok(Step::Wait);
@@ -202,22 +251,37 @@ impl<T: Send + 'static, R: SourceReader<T>> Task for SourceTask<T, R> {
 }
 
 /// The erased form of a source stage.
-pub(crate) struct SourceNode<S>(pub(crate) S);
+pub(crate) struct SourceNode<S>(pub(crate) Arc<S>);
 
 impl<S: Source> ErasedSource for SourceNode<S> {
     fn start(&self) -> Result<()> {
         self.0.start()
     }
 
+    fn splits(&self) -> Result<Vec<String>> {
+        self.0.splits()
+    }
+
     fn task(&self, ctx: &SubtaskCtx, chain: AnyBox) -> Result<Box<dyn Task>> {
         let chain = downcast::<Box<dyn BatchSink<S::Item>>>(chain, "a source chain")?;
-        let reader = self
-            .0
-            .open_at(ctx.subtask, ctx.parallelism, &ctx.positions)?;
+        // What the restored checkpoint finished is reported on by one subtask.
+        let finished = match ctx.subtask {
+            0 => ctx
+                .positions
+                .iter()
+                .filter(|&(_, &at)| at == FINISHED)
+                .map(|(split, _)| split.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(Box::new(SourceTask {
-            reader,
+            source: self.0.clone(),
+            feed: ctx.splits.clone(),
+            reader: None,
+            finished,
             last_barrier: 0,
             stage: ctx.stage,
+            subtask: ctx.subtask,
             batch_size: ctx.batch_size,
             buf: Vec::with_capacity(ctx.batch_size),
             chain,

@@ -18,6 +18,7 @@ use super::deploy::{deploy, Site};
 use super::executor::{self, ExternalWakes};
 use super::placement::Placement;
 use super::protocol::{self, ToCoordinator, ToWorker};
+use super::splits::RemoteSplits;
 use super::supervisor::{checkpoint_store, restartable, source_positions};
 use super::transport::{connect, Connection, Endpoint, Hello, Listener};
 use crate::config::Config;
@@ -109,6 +110,7 @@ pub(crate) fn serve(job: &WorkerJob<'_>, join: SocketAddr, endpoint: Endpoint) -
             ToWorker::Cancel { .. }
             | ToWorker::Trigger(_)
             | ToWorker::FinalId(_)
+            | ToWorker::Split { .. }
             | ToWorker::Completed(_) => {}
         }
     }
@@ -197,12 +199,18 @@ fn attempt(
     };
     let local_tasks = placement.tasks_of(order.worker).len();
     let wakes = ExternalWakes::new(local_tasks);
+    let splits = Arc::new(RemoteSplits::new(
+        coordinator.clone(),
+        wakes.clone(),
+        order.attempt,
+    ));
     let deployment = deploy(
         job.graph,
         job.plan,
         job.config,
         restored,
         &positions,
+        splits.clone(),
         Some(&Site {
             placement: &placement,
             me: order.worker,
@@ -254,15 +262,16 @@ fn attempt(
     )?;
     let outcome = std::thread::scope(|scope| {
         let control = scope.spawn(|| {
-            control_loop(
-                order.attempt,
+            control_loop(Control {
+                attempt: order.attempt,
                 coordinator,
-                &checkpoints,
-                &wakes,
-                &live,
-                &over,
+                checkpoints: &checkpoints,
+                splits: &splits,
+                wakes: &wakes,
+                live: &live,
+                over: &over,
                 shutdown,
-            )
+            })
         });
         let outcome = executor::run_with(
             &deployment.slots,
@@ -431,18 +440,35 @@ fn connect_peers(
     Ok(peers)
 }
 
+/// What the control loop of an attempt works with.
+struct Control<'a> {
+    attempt: u32,
+    coordinator: &'a Connection,
+    checkpoints: &'a RemoteCheckpoints,
+    splits: &'a RemoteSplits,
+    wakes: &'a ExternalWakes,
+    /// Tasks of this worker not finished yet.
+    live: &'a AtomicUsize,
+    /// The attempt is over (the loop ends).
+    over: &'a AtomicBool,
+    /// Set when the coordinator shuts the job down.
+    shutdown: &'a AtomicBool,
+}
+
 /// Reads the coordinator's orders while an attempt runs, and reports finished tasks and
 /// records read. Ends when the attempt is over; a cancel, a shutdown or a lost coordinator
 /// cancels the run.
-fn control_loop(
-    attempt: u32,
-    coordinator: &Connection,
-    checkpoints: &RemoteCheckpoints,
-    wakes: &ExternalWakes,
-    live: &AtomicUsize,
-    over: &AtomicBool,
-    shutdown: &AtomicBool,
-) -> Result<()> {
+fn control_loop(control: Control<'_>) -> Result<()> {
+    let Control {
+        attempt,
+        coordinator,
+        checkpoints,
+        splits,
+        wakes,
+        live,
+        over,
+        shutdown,
+    } = control;
     let tasks = live.load(Ordering::Acquire);
     let mut done_reported = 0;
     // Reports the tasks finished since the last report, and the records read.
@@ -474,6 +500,19 @@ fn control_loop(
             Ok(ToWorker::Completed(id)) => {
                 checkpoints.completed.fetch_max(id, Ordering::AcqRel);
             }
+            Ok(ToWorker::Split {
+                attempt: a,
+                stage,
+                subtask,
+                split,
+            }) if a == attempt => {
+                if let Err(e) = splits.answer(stage as usize, subtask as usize, split) {
+                    wakes.cancel(Error::Cancelled {
+                        reason: format!("the coordinator broke the protocol: {e}"),
+                    });
+                    return Err(e);
+                }
+            }
             Ok(ToWorker::Cancel { attempt: a, reason }) if a == attempt => {
                 wakes.cancel(Error::Cancelled { reason });
             }
@@ -483,7 +522,9 @@ fn control_loop(
                     reason: "the coordinator shut the job down".into(),
                 });
             }
-            Ok(ToWorker::Cancel { .. }) | Ok(ToWorker::Deploy { .. }) => {}
+            Ok(ToWorker::Cancel { .. })
+            | Ok(ToWorker::Split { .. })
+            | Ok(ToWorker::Deploy { .. }) => {}
             Err(e) => {
                 wakes.cancel(Error::Cancelled {
                     reason: format!("the coordinator broke the protocol: {e}"),

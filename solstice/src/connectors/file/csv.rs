@@ -1,7 +1,6 @@
 //! CSV: whole files per subtask (quoted fields may span lines), a serde reader matching columns
 //! by header name, and a writer with a header row.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::BufReader;
 use std::marker::PhantomData;
@@ -12,7 +11,6 @@ use serde::Serialize;
 
 use super::options::CsvOptions;
 use super::reject::Rejects;
-use crate::core::connector::{Positions, FINISHED};
 use crate::error::{Error, Result};
 
 fn byte(c: char, what: &str) -> Result<u8> {
@@ -29,49 +27,33 @@ pub(crate) fn check(options: &CsvOptions) -> std::result::Result<(), String> {
     Ok(())
 }
 
-struct Open {
+/// Reads the records of one CSV file (a file is one split: quoted fields may span lines).
+pub(crate) struct CsvReader<T> {
     path: PathBuf,
     reader: csv::Reader<BufReader<File>>,
     headers: Option<csv::ByteRecord>,
-}
-
-/// Reads the CSV files of one subtask.
-pub(crate) struct CsvReader<T> {
-    files: VecDeque<PathBuf>,
-    /// Restored: where to resume in a file (byte offset and line of the next record).
-    resume: std::collections::HashMap<PathBuf, (u64, u64)>,
-    /// Files read to the end.
-    done: Vec<PathBuf>,
-    current: Option<Open>,
     record: csv::ByteRecord,
-    options: CsvOptions,
+    delimiter: char,
     rejects: Rejects,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<T> CsvReader<T> {
-    pub(crate) fn new(files: Vec<PathBuf>, options: CsvOptions, rejects: Rejects) -> Self {
-        CsvReader {
-            files: files.into(),
-            resume: std::collections::HashMap::new(),
-            done: Vec::new(),
-            current: None,
-            record: csv::ByteRecord::new(),
-            options,
-            rejects,
-            _t: PhantomData,
-        }
-    }
-
-    fn open(&self, path: PathBuf) -> Result<Open> {
+    /// Opens `path`, resuming at byte offset `resume` (a record's start) if given.
+    pub(crate) fn open(
+        path: PathBuf,
+        options: &CsvOptions,
+        rejects: Rejects,
+        resume: Option<u64>,
+    ) -> Result<Self> {
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
         let mut reader = csv::ReaderBuilder::new()
-            .delimiter(byte(self.options.delimiter, "delimiter")?)
-            .quote(byte(self.options.quote, "quote")?)
-            .has_headers(self.options.header)
+            .delimiter(byte(options.delimiter, "delimiter")?)
+            .quote(byte(options.quote, "quote")?)
+            .has_headers(options.header)
             .flexible(true)
             .from_reader(BufReader::with_capacity(256 << 10, file));
-        let headers = if self.options.header {
+        let headers = if options.header {
             let h = reader
                 .byte_headers()
                 .map_err(|e| csv_error(&path, 1, &e))?
@@ -80,16 +62,27 @@ impl<T> CsvReader<T> {
         } else {
             None
         };
-        if let Some(&(byte, line)) = self.resume.get(&path) {
+        if let Some(byte) = resume.filter(|&b| b > 0) {
+            // Lines are counted from the file's start, so that errors name the right one.
+            let line = super::jsonl::line_at(&path, byte)?;
             let mut at = csv::Position::new();
             at.set_byte(byte).set_line(line);
             reader.seek(at).map_err(|e| csv_error(&path, line, &e))?;
         }
-        Ok(Open {
+        Ok(CsvReader {
             path,
             reader,
             headers,
+            record: csv::ByteRecord::new(),
+            delimiter: options.delimiter,
+            rejects,
+            _t: PhantomData,
         })
+    }
+
+    /// The byte offset of the next record.
+    pub(crate) fn position(&self) -> u64 {
+        self.reader.position().byte()
     }
 }
 
@@ -113,44 +106,15 @@ fn raw(record: &csv::ByteRecord, delimiter: char) -> String {
     fields.join(&delimiter.to_string())
 }
 
-impl<T> CsvReader<T> {
-    /// Applies restored positions: finished files stay finished, the others resume at their
-    /// byte offset.
-    pub(crate) fn restore(&mut self, positions: &Positions) {
-        let mut files = VecDeque::new();
-        for path in self.files.drain(..) {
-            let key = path.display().to_string();
-            match positions.get(&key) {
-                Some(&FINISHED) => self.done.push(path),
-                Some(&byte) if byte > 0 => {
-                    let line = positions.get(&format!("{key}#line")).copied().unwrap_or(1);
-                    self.resume.insert(path.clone(), (byte, line));
-                    files.push_back(path);
-                }
-                _ => files.push_back(path),
-            }
-        }
-        self.files = files;
-    }
-}
-
 impl<T: DeserializeOwned + Send + 'static> CsvReader<T> {
+    /// Reads up to `max` records; `false` once the file is read to the end.
     pub(crate) fn read_batch(&mut self, out: &mut Vec<T>, max: usize) -> Result<bool> {
         let target = out.len() + max;
         while out.len() < target {
-            if self.current.is_none() {
-                match self.files.pop_front() {
-                    Some(path) => self.current = Some(self.open(path)?),
-                    None => return Ok(false),
-                }
-            }
-            let Some(cur) = self.current.as_mut() else {
-                continue;
-            };
-            let more = match cur.reader.read_byte_record(&mut self.record) {
+            let more = match self.reader.read_byte_record(&mut self.record) {
                 Ok(more) => more,
                 Err(e) => {
-                    let error = csv_error(&cur.path, 0, &e);
+                    let error = csv_error(&self.path, 0, &e);
                     if matches!(error, Error::Io { .. }) {
                         return Err(error);
                     }
@@ -159,52 +123,33 @@ impl<T: DeserializeOwned + Send + 'static> CsvReader<T> {
                 }
             };
             if !more {
-                if let Some(cur) = self.current.take() {
-                    self.done.push(cur.path);
-                }
-                continue;
+                return Ok(false);
             }
             let line = self.record.position().map_or(0, |p| p.line());
-            let expected = cur.headers.as_ref().map(|h| h.len());
+            let expected = self.headers.as_ref().map(|h| h.len());
             let decoded = match expected {
                 Some(n) if n != self.record.len() => {
                     Err(format!("expected {n} fields, found {}", self.record.len()))
                 }
                 _ => self
                     .record
-                    .deserialize::<T>(cur.headers.as_ref())
+                    .deserialize::<T>(self.headers.as_ref())
                     .map_err(|e| e.to_string()),
             };
             match decoded {
                 Ok(record) => out.push(record),
                 Err(reason) => {
                     let error = Error::BadRecord {
-                        path: cur.path.clone(),
+                        path: self.path.clone(),
                         line,
                         reason,
                     };
                     self.rejects
-                        .reject(error, &raw(&self.record, self.options.delimiter))?;
+                        .reject(error, &raw(&self.record, self.delimiter))?;
                 }
             }
         }
-        Ok(!(self.current.is_none() && self.files.is_empty()))
-    }
-
-    /// File → byte offset of the next record (and `file#line` → its line), or `FINISHED`.
-    pub(crate) fn position(&self) -> Positions {
-        let mut at: Positions = self
-            .done
-            .iter()
-            .map(|p| (p.display().to_string(), FINISHED))
-            .collect();
-        if let Some(cur) = &self.current {
-            let pos = cur.reader.position();
-            at.insert(cur.path.display().to_string(), pos.byte());
-            at.insert(format!("{}#line", cur.path.display()), pos.line());
-        }
-        at.extend(self.files.iter().map(|p| (p.display().to_string(), 0)));
-        at
+        Ok(true)
     }
 }
 

@@ -1,6 +1,5 @@
 //! JSON lines: byte-range splits on line boundaries, a line reader, and a writer.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
@@ -10,7 +9,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::reject::Rejects;
-use crate::core::connector::{Positions, FINISHED};
 use crate::error::{Error, Result};
 
 const MIN_SPLIT: u64 = 1 << 20;
@@ -51,84 +49,73 @@ pub(crate) fn splits(files: &[(PathBuf, u64)]) -> Vec<Split> {
     out
 }
 
-struct Open {
-    key: String,
+impl Split {
+    /// The split's name ([`crate::core::connector::Source::splits`]).
+    pub(crate) fn key(&self) -> String {
+        format!("{}@{}", self.path.display(), self.start)
+    }
+}
+
+/// Reads the lines of one JSONL split.
+pub(crate) struct JsonlReader<T> {
     path: PathBuf,
     reader: BufReader<File>,
+    /// The offset of the next line to read.
     pos: u64,
     end: u64,
     /// Offset of the split's first line, and its line number once computed (only on errors).
     first: u64,
     first_line: Option<u64>,
     lines: u64,
-}
-
-impl Split {
-    /// The split's name in checkpointed positions.
-    pub(crate) fn key(&self) -> String {
-        format!("{}@{}", self.path.display(), self.start)
-    }
-}
-
-/// Reads the JSONL splits of one subtask.
-pub(crate) struct JsonlReader<T> {
-    splits: VecDeque<Split>,
-    /// Names of the splits read to the end.
-    done: Vec<String>,
-    current: Option<Open>,
     line: Vec<u8>,
     rejects: Rejects,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<T> JsonlReader<T> {
-    pub(crate) fn new(splits: Vec<Split>, rejects: Rejects) -> Self {
-        JsonlReader {
-            splits: splits.into(),
-            done: Vec::new(),
-            current: None,
+    /// Opens `split` (at its `resume` offset, if set).
+    pub(crate) fn open(split: Split, rejects: Rejects) -> Result<Self> {
+        let file = File::open(&split.path).map_err(|e| Error::io(&split.path, e))?;
+        let mut reader = BufReader::with_capacity(256 << 10, file);
+        let mut pos = split.start;
+        if let Some(at) = split.resume {
+            reader
+                .seek(SeekFrom::Start(at))
+                .map_err(|e| Error::io(&split.path, e))?;
+            pos = at;
+        } else if split.start > 0 {
+            // The line that straddles `start` belongs to the previous split: skip to its end.
+            reader
+                .seek(SeekFrom::Start(split.start - 1))
+                .map_err(|e| Error::io(&split.path, e))?;
+            let mut skipped = Vec::new();
+            let n = reader
+                .read_until(b'\n', &mut skipped)
+                .map_err(|e| Error::io(&split.path, e))?;
+            pos = split.start - 1 + n as u64;
+        }
+        Ok(JsonlReader {
+            path: split.path,
+            reader,
+            pos,
+            end: split.end,
+            first: pos,
+            first_line: if pos == 0 { Some(1) } else { None },
+            lines: 0,
             line: Vec::new(),
             rejects,
             _t: PhantomData,
-        }
+        })
     }
-}
 
-fn open_split(split: Split) -> Result<Open> {
-    let key = split.key();
-    let file = File::open(&split.path).map_err(|e| Error::io(&split.path, e))?;
-    let mut reader = BufReader::with_capacity(256 << 10, file);
-    let mut pos = split.start;
-    if let Some(at) = split.resume {
-        reader
-            .seek(SeekFrom::Start(at))
-            .map_err(|e| Error::io(&split.path, e))?;
-        pos = at;
-    } else if split.start > 0 {
-        // The line that straddles `start` belongs to the previous split: skip to its end.
-        reader
-            .seek(SeekFrom::Start(split.start - 1))
-            .map_err(|e| Error::io(&split.path, e))?;
-        let mut skipped = Vec::new();
-        let n = reader
-            .read_until(b'\n', &mut skipped)
-            .map_err(|e| Error::io(&split.path, e))?;
-        pos = split.start - 1 + n as u64;
+    /// The byte offset of the next line to read.
+    pub(crate) fn position(&self) -> u64 {
+        self.pos
     }
-    Ok(Open {
-        key,
-        path: split.path,
-        reader,
-        pos,
-        end: split.end,
-        first: pos,
-        first_line: if pos == 0 { Some(1) } else { None },
-        lines: 0,
-    })
 }
 
 /// The 1-based line number of the line starting at byte `offset` of `path`.
-fn line_at(path: &Path, offset: u64) -> Result<u64> {
+pub(super) fn line_at(path: &Path, offset: u64) -> Result<u64> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = BufReader::new(file).take(offset);
     let mut buf = vec![0u8; 64 << 10];
@@ -142,41 +129,24 @@ fn line_at(path: &Path, offset: u64) -> Result<u64> {
     }
 }
 
-impl<T> JsonlReader<T> {
-    /// Records splits a restored checkpoint says are read completely.
-    pub(crate) fn finished(&mut self, keys: Vec<String>) {
-        self.done.extend(keys);
-    }
-}
-
 impl<T: DeserializeOwned + Send + 'static> JsonlReader<T> {
+    /// Reads up to `max` records; `false` once the split is read to the end.
     pub(crate) fn read_batch(&mut self, out: &mut Vec<T>, max: usize) -> Result<bool> {
         let target = out.len() + max;
         while out.len() < target {
-            let cur = match &mut self.current {
-                Some(c) => c,
-                None => match self.splits.pop_front() {
-                    Some(s) => self.current.insert(open_split(s)?),
-                    None => return Ok(false),
-                },
-            };
-            if cur.pos >= cur.end {
-                self.done.push(std::mem::take(&mut cur.key));
-                self.current = None;
-                continue;
+            if self.pos >= self.end {
+                return Ok(false);
             }
             self.line.clear();
-            let n = cur
+            let n = self
                 .reader
                 .read_until(b'\n', &mut self.line)
-                .map_err(|e| Error::io(&cur.path, e))?;
+                .map_err(|e| Error::io(&self.path, e))?;
             if n == 0 {
-                self.done.push(std::mem::take(&mut cur.key));
-                self.current = None;
-                continue;
+                return Ok(false);
             }
-            cur.pos += n as u64;
-            cur.lines += 1;
+            self.pos += n as u64;
+            self.lines += 1;
             let text = self.line.trim_ascii();
             if text.is_empty() {
                 continue;
@@ -184,30 +154,20 @@ impl<T: DeserializeOwned + Send + 'static> JsonlReader<T> {
             match serde_json::from_slice::<T>(text) {
                 Ok(record) => out.push(record),
                 Err(e) => {
-                    let first = match cur.first_line {
+                    let first = match self.first_line {
                         Some(l) => l,
-                        None => *cur.first_line.insert(line_at(&cur.path, cur.first)?),
+                        None => *self.first_line.insert(line_at(&self.path, self.first)?),
                     };
                     let error = Error::BadRecord {
-                        path: cur.path.clone(),
-                        line: first + cur.lines - 1,
+                        path: self.path.clone(),
+                        line: first + self.lines - 1,
                         reason: e.to_string(),
                     };
                     self.rejects.reject(error, &String::from_utf8_lossy(text))?;
                 }
             }
         }
-        Ok(!(self.current.is_none() && self.splits.is_empty()))
-    }
-
-    /// Split name → byte offset of the next line to read, or `FINISHED`.
-    pub(crate) fn position(&self) -> Positions {
-        let mut at: Positions = self.done.iter().map(|k| (k.clone(), FINISHED)).collect();
-        if let Some(cur) = &self.current {
-            at.insert(cur.key.clone(), cur.pos);
-        }
-        at.extend(self.splits.iter().map(|s| (s.key(), s.start)));
-        at
+        Ok(self.pos < self.end)
     }
 }
 

@@ -17,6 +17,7 @@ mod parquet;
 mod reject;
 mod sink_dir;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::marker::PhantomData;
@@ -37,9 +38,7 @@ use self::output::OutputDir;
 use self::parquet::{ParquetReader, ParquetWriter};
 use self::reject::Rejects;
 use crate::config::{SinkConfig, SourceConfig};
-use crate::core::connector::{
-    Positions, RunStart, Sink, SinkMode, SinkWriter, Source, SourceReader, FINISHED,
-};
+use crate::core::connector::{RunStart, Sink, SinkMode, SinkWriter, Source, SourceReader};
 use crate::core::Data;
 use crate::error::{Error, Result};
 
@@ -52,10 +51,33 @@ pub struct FileSource<T> {
     files: Vec<(PathBuf, u64)>,
     format: Format,
     csv: CsvOptions,
-    /// Parquet only: every row group of every file, read from the footers at build time.
-    row_groups: Vec<parquet::RowGroup>,
+    /// Every split of the input, in reading order (Parquet row groups are read from the
+    /// footers at build time), and the index of each by name.
+    splits: Vec<FileSplit>,
+    by_name: HashMap<String, usize>,
     rejects: Rejects,
     _t: PhantomData<fn() -> T>,
+}
+
+/// One split of a [`FileSource`]'s input.
+#[derive(Clone, Debug)]
+enum FileSplit {
+    /// A byte range of a JSONL file.
+    Jsonl(jsonl::Split),
+    /// A whole CSV file.
+    Csv(PathBuf),
+    /// A row group of a Parquet file.
+    Parquet(parquet::RowGroup),
+}
+
+impl FileSplit {
+    fn name(&self) -> String {
+        match self {
+            FileSplit::Jsonl(s) => s.key(),
+            FileSplit::Csv(path) => path.display().to_string(),
+            FileSplit::Parquet(g) => g.key(),
+        }
+    }
 }
 
 impl<T> std::fmt::Debug for FileSource<T> {
@@ -118,16 +140,31 @@ impl<T: DeserializeOwned + Data> FileSource<T> {
         csv: CsvOptions,
         rejects: Rejects,
     ) -> Result<Self> {
-        let row_groups = if format == Format::Parquet {
-            parquet::row_groups(&files)?
-        } else {
-            Vec::new()
+        let splits: Vec<FileSplit> = match format {
+            Format::Jsonl => jsonl::splits(&files)
+                .into_iter()
+                .map(FileSplit::Jsonl)
+                .collect(),
+            Format::Csv => files
+                .iter()
+                .map(|(p, _)| FileSplit::Csv(p.clone()))
+                .collect(),
+            Format::Parquet => parquet::row_groups(&files)?
+                .into_iter()
+                .map(FileSplit::Parquet)
+                .collect(),
         };
+        let by_name = splits
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name(), i))
+            .collect();
         Ok(FileSource {
             files,
             format,
             csv,
-            row_groups,
+            splits,
+            by_name,
             rejects,
             _t: PhantomData,
         })
@@ -224,14 +261,6 @@ fn resolve(paths: &[PathBuf], stage: &str) -> Result<Vec<(PathBuf, u64)>> {
         .collect()
 }
 
-fn mine<S>(all: Vec<S>, subtask: usize, parallelism: usize) -> Vec<S> {
-    all.into_iter()
-        .enumerate()
-        .filter(|(i, _)| i % parallelism == subtask)
-        .map(|(_, s)| s)
-        .collect()
-}
-
 impl<T: DeserializeOwned + Data> Source for FileSource<T> {
     type Item = T;
     type Reader = FileReader<T>;
@@ -240,69 +269,46 @@ impl<T: DeserializeOwned + Data> Source for FileSource<T> {
         self.rejects.start()
     }
 
-    fn open_at(
-        &self,
-        subtask: usize,
-        parallelism: usize,
-        positions: &Positions,
-    ) -> Result<FileReader<T>> {
-        if positions.is_empty() {
-            return self.open(subtask, parallelism);
-        }
-        match self.open(subtask, parallelism)?.0 {
-            ReaderFormat::Csv(mut r) => {
-                r.restore(positions);
-                return Ok(FileReader(ReaderFormat::Csv(r)));
-            }
-            ReaderFormat::Parquet(mut r) => {
-                r.restore(positions);
-                return Ok(FileReader(ReaderFormat::Parquet(r)));
-            }
-            ReaderFormat::Jsonl(_) => {}
-        }
-        let mut splits = Vec::new();
-        let mut finished = Vec::new();
-        for mut split in mine(jsonl::splits(&self.files), subtask, parallelism) {
-            match positions.get(&split.key()) {
-                // Still reported as finished, so that later checkpoints keep saying so.
-                Some(&FINISHED) => finished.push(split.key()),
-                Some(&at) if at > split.start => {
-                    split.resume = Some(at);
-                    splits.push(split);
-                }
-                _ => splits.push(split),
-            }
-        }
-        let mut reader = JsonlReader::new(splits, self.rejects.clone());
-        reader.finished(finished);
-        Ok(FileReader(ReaderFormat::Jsonl(reader)))
+    fn splits(&self) -> Result<Vec<String>> {
+        Ok(self.splits.iter().map(FileSplit::name).collect())
     }
 
-    fn open(&self, subtask: usize, parallelism: usize) -> Result<FileReader<T>> {
+    fn open(&self, split: &str, resume: Option<u64>) -> Result<FileReader<T>> {
+        let found = self.by_name.get(split).and_then(|&i| self.splits.get(i));
+        let Some(found) = found else {
+            let files: Vec<String> = self
+                .files
+                .iter()
+                .map(|(p, len)| format!("{} ({len} bytes)", p.display()))
+                .collect();
+            return Err(Error::BadFile {
+                path: PathBuf::from(split),
+                reason: format!(
+                    "not a split of this source's input as this process sees it: {} (every \
+                     process of a job must see the same files)",
+                    files.join(", ")
+                ),
+            });
+        };
         let rejects = self.rejects.clone();
-        Ok(match self.format {
-            Format::Jsonl => {
-                let splits = mine(jsonl::splits(&self.files), subtask, parallelism);
-                FileReader(ReaderFormat::Jsonl(JsonlReader::new(splits, rejects)))
+        Ok(FileReader(match found.clone() {
+            FileSplit::Jsonl(mut s) => {
+                // A resumed position at the split's start is where a fresh reader starts too.
+                s.resume = resume.filter(|&at| at > s.start);
+                ReaderFormat::Jsonl(JsonlReader::open(s, rejects)?)
             }
-            Format::Csv => {
-                let files = self.files.iter().map(|(p, _)| p.clone()).collect();
-                let files = mine(files, subtask, parallelism);
-                FileReader(ReaderFormat::Csv(CsvReader::new(
-                    files,
-                    self.csv.clone(),
-                    rejects,
-                )))
+            FileSplit::Csv(path) => {
+                ReaderFormat::Csv(CsvReader::open(path, &self.csv, rejects, resume)?)
             }
-            Format::Parquet => {
-                let groups = mine(self.row_groups.clone(), subtask, parallelism);
-                FileReader(ReaderFormat::Parquet(ParquetReader::new(groups, rejects)))
+            FileSplit::Parquet(group) => {
+                let skip = usize::try_from(resume.unwrap_or(0)).unwrap_or(usize::MAX);
+                ReaderFormat::Parquet(ParquetReader::new(group, skip, rejects))
             }
-        })
+        }))
     }
 }
 
-/// The reader of one [`FileSource`] subtask.
+/// The reader of one [`FileSource`] split.
 pub struct FileReader<T>(ReaderFormat<T>);
 
 enum ReaderFormat<T> {
@@ -320,7 +326,7 @@ impl<T: DeserializeOwned + Data> SourceReader<T> for FileReader<T> {
         }
     }
 
-    fn position(&self) -> Result<Positions> {
+    fn position(&self) -> Result<u64> {
         Ok(match &self.0 {
             ReaderFormat::Jsonl(r) => r.position(),
             ReaderFormat::Csv(r) => r.position(),
@@ -666,15 +672,31 @@ mod tests {
         }
         std::fs::write(&path, &text).unwrap();
         let src = FileSource::<u64>::new([&path]).unwrap();
-        for p in [1, 2, 3, 7] {
-            let mut all = Vec::new();
-            for s in 0..p {
-                let mut r = src.open(s, p).unwrap();
-                while r.read_batch(&mut all, 1000).unwrap() {}
-            }
-            all.sort_unstable();
-            assert_eq!(all, (0..200_000).collect::<Vec<_>>(), "parallelism {p}");
+        let splits = src.splits().unwrap();
+        assert!(splits.len() > 1, "{splits:?}");
+        let mut all = Vec::new();
+        for split in &splits {
+            let mut r = src.open(split, None).unwrap();
+            while r.read_batch(&mut all, 1000).unwrap() {}
         }
+        assert_eq!(all, (0..200_000).collect::<Vec<_>>());
+        // Resumed at the position a reader reported, a split goes on with the next line.
+        let mut resumed = Vec::new();
+        for split in &splits {
+            let mut r = src.open(split, None).unwrap();
+            r.read_batch(&mut resumed, 777).unwrap();
+            let mut r = src.open(split, Some(r.position().unwrap())).unwrap();
+            while r.read_batch(&mut resumed, 1000).unwrap() {}
+        }
+        assert_eq!(resumed, all);
+        let Err(e) = src.open("elsewhere.jsonl@0", None) else {
+            panic!("a split of another input opened");
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("elsewhere.jsonl@0") && e.contains("n.jsonl"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -694,8 +716,8 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let src = FileSource::<u64>::new([&path]).unwrap();
         let mut errors = Vec::new();
-        for s in 0..3 {
-            let mut r = src.open(s, 3).unwrap();
+        for split in src.splits().unwrap() {
+            let mut r = src.open(&split, None).unwrap();
             let mut buf = Vec::new();
             loop {
                 match r.read_batch(&mut buf, 4096) {

@@ -1,7 +1,6 @@
 //! Parquet: row groups split across subtasks, rows decoded from Arrow record batches with
 //! `serde_arrow`, and a writer whose Arrow schema is derived from the record type.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -17,7 +16,6 @@ use serde_arrow::schema::{SchemaLike, TracingOptions};
 
 use super::options::{Compression, ParquetOptions};
 use super::reject::Rejects;
-use crate::core::connector::{Positions, FINISHED};
 use crate::error::{Error, Result};
 
 /// One row group of one file.
@@ -57,28 +55,31 @@ struct Open {
     row: usize,
 }
 
-/// Reads the row groups of one subtask.
+/// Reads one row group (opened at the first read, which gives the batch size).
 pub(crate) struct ParquetReader<T> {
-    groups: VecDeque<RowGroup>,
-    /// Restored: rows of a row group already read.
-    resume: std::collections::HashMap<String, usize>,
-    /// Row groups read to the end.
-    done: Vec<RowGroup>,
+    group: RowGroup,
+    /// Rows to skip: read before the checkpoint restored.
+    skip: usize,
     current: Option<Open>,
     rejects: Rejects,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<T> ParquetReader<T> {
-    pub(crate) fn new(groups: Vec<RowGroup>, rejects: Rejects) -> Self {
+    /// A reader of `group`, skipping its first `skip` rows.
+    pub(crate) fn new(group: RowGroup, skip: usize, rejects: Rejects) -> Self {
         ParquetReader {
-            groups: groups.into(),
-            resume: std::collections::HashMap::new(),
-            done: Vec::new(),
+            group,
+            skip,
             current: None,
             rejects,
             _t: PhantomData,
         }
+    }
+
+    /// Rows of the row group read so far.
+    pub(crate) fn position(&self) -> u64 {
+        self.current.as_ref().map_or(self.skip, |c| c.row) as u64
     }
 }
 
@@ -100,104 +101,65 @@ fn open(group: RowGroup, batch_size: usize, skip: usize) -> Result<Open> {
 }
 
 impl<T: DeserializeOwned + Send + 'static> ParquetReader<T> {
+    /// Reads the next batch of at most `max` rows; `false` once the row group is read.
     pub(crate) fn read_batch(&mut self, out: &mut Vec<T>, max: usize) -> Result<bool> {
-        loop {
-            let cur = match &mut self.current {
-                Some(c) => c,
-                None => match self.groups.pop_front() {
-                    Some(g) => {
-                        let skip = self.resume.get(&g.key()).copied().unwrap_or(0);
-                        self.current.insert(open(g, max.max(1), skip)?)
-                    }
-                    None => return Ok(false),
-                },
-            };
-            let batch = match cur.reader.next() {
-                Some(Ok(batch)) => batch,
-                Some(Err(e)) => {
-                    return Err(Error::BadFile {
-                        path: cur.group.path.clone(),
-                        reason: format!("row group {}: {e}", cur.group.index),
-                    })
-                }
-                None => {
-                    if let Some(cur) = self.current.take() {
-                        self.done.push(cur.group);
-                    }
-                    continue;
-                }
-            };
-            let rows = batch.num_rows();
-            let deserializer = || {
-                serde_arrow::Deserializer::from_record_batch(&batch)
-                    .map_err(|e| bad_file(&cur.group.path, e))
-            };
-            match Vec::<T>::deserialize(deserializer()?) {
-                Ok(records) => out.extend(records),
-                Err(_) => {
-                    let de = deserializer()?;
-                    // Row by row, to name (or skip) exactly the rows that do not fit `T`.
-                    for i in 0..rows {
-                        let Some(item) = de.get(i) else { break };
-                        match T::deserialize(item) {
-                            Ok(record) => out.push(record),
-                            Err(e) => {
-                                let raw = de
-                                    .get(i)
-                                    .and_then(|it| serde_json::Value::deserialize(it).ok())
-                                    .map(|v| v.to_string())
-                                    .unwrap_or_default();
-                                let error = Error::BadRow {
-                                    path: cur.group.path.clone(),
-                                    row_group: cur.group.index,
-                                    row: cur.row + i,
-                                    reason: e.to_string(),
-                                };
-                                self.rejects.reject(error, &raw)?;
-                            }
+        let cur = match &mut self.current {
+            Some(c) => c,
+            None => self
+                .current
+                .insert(open(self.group.clone(), max.max(1), self.skip)?),
+        };
+        let batch = match cur.reader.next() {
+            Some(Ok(batch)) => batch,
+            Some(Err(e)) => {
+                return Err(Error::BadFile {
+                    path: cur.group.path.clone(),
+                    reason: format!("row group {}: {e}", cur.group.index),
+                })
+            }
+            None => return Ok(false),
+        };
+        let rows = batch.num_rows();
+        let deserializer = || {
+            serde_arrow::Deserializer::from_record_batch(&batch)
+                .map_err(|e| bad_file(&cur.group.path, e))
+        };
+        match Vec::<T>::deserialize(deserializer()?) {
+            Ok(records) => out.extend(records),
+            Err(_) => {
+                let de = deserializer()?;
+                // Row by row, to name (or skip) exactly the rows that do not fit `T`.
+                for i in 0..rows {
+                    let Some(item) = de.get(i) else { break };
+                    match T::deserialize(item) {
+                        Ok(record) => out.push(record),
+                        Err(e) => {
+                            let raw = de
+                                .get(i)
+                                .and_then(|it| serde_json::Value::deserialize(it).ok())
+                                .map(|v| v.to_string())
+                                .unwrap_or_default();
+                            let error = Error::BadRow {
+                                path: cur.group.path.clone(),
+                                row_group: cur.group.index,
+                                row: cur.row + i,
+                                reason: e.to_string(),
+                            };
+                            self.rejects.reject(error, &raw)?;
                         }
                     }
                 }
             }
-            cur.row += rows;
-            return Ok(true);
         }
+        cur.row += rows;
+        Ok(true)
     }
 }
 
 impl RowGroup {
-    /// The row group's name in checkpointed positions.
-    fn key(&self) -> String {
+    /// The row group's name ([`crate::core::connector::Source::splits`]).
+    pub(crate) fn key(&self) -> String {
         format!("{}#{}", self.path.display(), self.index)
-    }
-}
-
-impl<T> ParquetReader<T> {
-    /// Applies restored positions: finished row groups stay finished, the others skip the rows
-    /// already read.
-    pub(crate) fn restore(&mut self, positions: &Positions) {
-        let mut groups = VecDeque::new();
-        for group in self.groups.drain(..) {
-            match positions.get(&group.key()) {
-                Some(&FINISHED) => self.done.push(group),
-                Some(&rows) if rows > 0 => {
-                    self.resume.insert(group.key(), rows as usize);
-                    groups.push_back(group);
-                }
-                _ => groups.push_back(group),
-            }
-        }
-        self.groups = groups;
-    }
-
-    /// Row group → rows read, or `FINISHED`.
-    pub(crate) fn position(&self) -> Positions {
-        let mut at: Positions = self.done.iter().map(|g| (g.key(), FINISHED)).collect();
-        if let Some(cur) = &self.current {
-            at.insert(cur.group.key(), cur.row as u64);
-        }
-        at.extend(self.groups.iter().map(|g| (g.key(), 0)));
-        at
     }
 }
 
