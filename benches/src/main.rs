@@ -49,6 +49,16 @@ enum Cmd {
     /// Measures one run in this process and prints it as one JSON line (used by the others).
     #[command(hide = true)]
     RunOne(RunOneArgs),
+    /// A worker process of a measurement on processes (spawned by `run-one`).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    workload: Workload,
+    #[command(flatten)]
+    run: solstice::cli::RunArgs,
 }
 
 #[derive(Args, Clone)]
@@ -102,6 +112,9 @@ fn main() -> ExitCode {
         Cmd::RssW3(args) => rss_w3(&args),
         Cmd::Checkpoints(args) => checkpoints(&args),
         Cmd::RunOne(args) => run_one(args),
+        Cmd::Worker(args) => solstice_bench::workloads::serve_worker(args.workload, &args.run)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| format!("worker of {}: {e}", args.workload.name())),
     };
     match result {
         Ok(code) => code,
@@ -120,6 +133,7 @@ fn run_one(args: RunOneArgs) -> Result<ExitCode, String> {
         work: work_dir(&args.data, args.workload, args.engine, args.threads),
         data: args.data,
         overrides: args.set,
+        processes: false,
     };
     let report = measure(args.workload, args.engine, &ctx, args.repeat)
         .map_err(|e| format!("{} on {}: {e}", args.workload.name(), args.engine.name()))?;
@@ -280,6 +294,18 @@ struct Pair {
     threads: usize,
     hand: Report,
     solstice: Report,
+    /// W2 and W3 at 2 threads and more: on that many processes of one thread each.
+    processes: Option<Report>,
+}
+
+/// The throughput on `threads` processes of one thread against one process of `threads`
+/// threads that a workload must reach (W2 crosses processes with half its records: keyed).
+fn processes_target(workload: Workload) -> Option<f64> {
+    match workload {
+        Workload::W2 => Some(0.6),
+        Workload::W3 => Some(0.9),
+        _ => None,
+    }
 }
 
 impl Pair {
@@ -321,11 +347,29 @@ fn suite(workloads: &[Workload], args: &SuiteArgs) -> Result<ExitCode, String> {
                     data.path.display()
                 ));
             }
+            let processes = match processes_target(w) {
+                Some(_) if t >= 2 => {
+                    let p = child(w, Engine::Processes, t, records(w), args, &data.path)?;
+                    if p.checksum != hand.checksum {
+                        return Err(format!(
+                            "CHECKSUM MISMATCH on {} on {t} processes: hand-written {:#018x}, \
+                             Solstice {:#018x} (input kept in {})",
+                            w.title(),
+                            hand.checksum,
+                            p.checksum,
+                            data.path.display()
+                        ));
+                    }
+                    Some(p)
+                }
+                _ => None,
+            };
             pairs.push(Pair {
                 workload: w,
                 threads: t,
                 hand,
                 solstice,
+                processes,
             });
         }
     }
@@ -377,6 +421,24 @@ fn table(pairs: &[Pair], args: &SuiteArgs) -> String {
                 target
             );
         }
+        if let Some(r) = &p.processes {
+            let ratio = r.throughput() / p.solstice.throughput();
+            let target = processes_target(p.workload)
+                .map(|t| format!(">= {t:.2}x {}", verdict(ratio >= t)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "| {:<12} | {:>7} | {:<12} | {:>9} | {:>5} | {:>13.1} | {:<8} | {:<15} |",
+                p.workload.title(),
+                format!("{}x1", p.threads),
+                "processes",
+                rate(r.throughput()),
+                format!("{ratio:.2}x"),
+                mb(r.peak_rss_kb),
+                "OK",
+                target
+            );
+        }
     }
     let _ = writeln!(s, "\nTargets:");
     for p in pairs {
@@ -386,6 +448,20 @@ fn table(pairs: &[Pair], args: &SuiteArgs) -> String {
                 s,
                 "  {} {} thread(s): Solstice/hand-written {ratio:.2}x, want >= {t:.2}x  {}",
                 p.workload.title(),
+                p.threads,
+                verdict(ratio >= t)
+            );
+        }
+    }
+    for p in pairs {
+        if let (Some(r), Some(t)) = (&p.processes, processes_target(p.workload)) {
+            let ratio = r.throughput() / p.solstice.throughput();
+            let _ = writeln!(
+                s,
+                "  {} on {} processes x 1 thread / 1 process x {} threads: {ratio:.2}x, want \
+                 >= {t:.2}x  {}",
+                p.workload.title(),
+                p.threads,
                 p.threads,
                 verdict(ratio >= t)
             );
@@ -528,6 +604,7 @@ fn checkpoints(args: &SuiteArgs) -> Result<ExitCode, String> {
             data: data.path.clone(),
             work: work.path().join(w.name()),
             overrides: args.set.clone(),
+            processes: false,
         };
         let run = |dir: Option<&Path>, every: ck::Every| -> Result<ck::Measured, String> {
             let mut best: Option<ck::Measured> = None;
@@ -606,6 +683,7 @@ fn checkpoints(args: &SuiteArgs) -> Result<ExitCode, String> {
         data: data.path.clone(),
         work: work.path().join("restart"),
         overrides: Vec::new(),
+        processes: false,
     };
     let (bytes, first) = ck::restart_to_first_output(&ctx, keys, &work.path().join("chk-restart"))
         .map_err(|e| format!("restart: {e}"))?;

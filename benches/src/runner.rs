@@ -93,7 +93,24 @@ impl Workload {
 
     /// Runs the workload once on `engine`.
     pub fn run(self, engine: Engine, ctx: &RunCtx) -> Result<Outcome> {
+        let on_processes;
+        let (engine, ctx) = match engine {
+            Engine::Processes => {
+                on_processes = RunCtx {
+                    processes: true,
+                    ..ctx.clone()
+                };
+                (Engine::Solstice, &on_processes)
+            }
+            e => (e, ctx),
+        };
         match (self, engine) {
+            (Workload::W1 | Workload::W4 | Workload::W5, Engine::Solstice) if ctx.processes => {
+                Err(BenchError::Other(format!(
+                    "{} does not run on worker processes in the suite",
+                    self.name()
+                )))
+            }
             (Workload::W1, Engine::Solstice) => w1::solstice(ctx),
             (Workload::W1, Engine::Hand) => w1::hand(ctx),
             (Workload::W2, Engine::Solstice) => w2::solstice(ctx),
@@ -104,6 +121,7 @@ impl Workload {
             (Workload::W4, Engine::Hand) => w4::hand(ctx),
             (Workload::W5, Engine::Solstice) => w5::solstice(ctx),
             (Workload::W5, Engine::Hand) => w5::hand(ctx),
+            (_, Engine::Processes) => unreachable!("mapped to Solstice on processes above"),
         }
     }
 }
@@ -125,6 +143,8 @@ pub enum Engine {
     Solstice,
     /// The hand-written Rust implementation.
     Hand,
+    /// The Solstice pipeline on `threads` worker processes of one thread each (W2 and W3).
+    Processes,
 }
 
 impl Engine {
@@ -133,6 +153,7 @@ impl Engine {
         match self {
             Engine::Solstice => "solstice",
             Engine::Hand => "hand",
+            Engine::Processes => "processes",
         }
     }
 }
@@ -143,7 +164,10 @@ impl FromStr for Engine {
         match s {
             "solstice" => Ok(Engine::Solstice),
             "hand" | "hand-written" => Ok(Engine::Hand),
-            _ => Err(format!("unknown engine `{s}` (expected solstice or hand)")),
+            "processes" => Ok(Engine::Processes),
+            _ => Err(format!(
+                "unknown engine `{s}` (expected solstice, hand or processes)"
+            )),
         }
     }
 }

@@ -21,6 +21,7 @@ fn solstice_and_hand_written_agree_on_every_workload() {
                 data: dir.path().to_path_buf(),
                 work: work_dir(dir.path(), w, engine, threads),
                 overrides: Vec::new(),
+                processes: false,
             };
             let hand = measure(w, Engine::Hand, &ctx(Engine::Hand), 1).expect("hand-written run");
             let solstice =
@@ -48,6 +49,7 @@ fn w1_checksum_is_the_sum() {
         data: dir.path().to_path_buf(),
         work: dir.path().join("work"),
         overrides: Vec::new(),
+        processes: false,
     };
     let expected: u64 = (0..n)
         .map(|x| x * 2 + 1)
@@ -75,6 +77,11 @@ fn the_binary_measures_in_child_processes_and_prints_the_table() {
         }
     }
     assert!(stdout.contains("w3 etl scaling"), "{stdout}");
+    // W2 and W3 also on 2 worker processes of 1 thread (the same checksum, or the run fails).
+    for w in [Workload::W2, Workload::W3] {
+        let row = format!("| {:<12} | {:>7} | {:<12} |", w.title(), "2x1", "processes");
+        assert!(stdout.contains(&row), "no row `{row}` in\n{stdout}");
+    }
     assert!(!stdout.contains("MISMATCH") && !stderr.contains("MISMATCH"));
 }
 
@@ -91,6 +98,7 @@ fn checkpoint_measurements_run_at_tiny_size() {
             data: dir.path().to_path_buf(),
             work: work_dir(dir.path(), w, Engine::Solstice, 2),
             overrides: Vec::new(),
+            processes: false,
         };
         for (i, every) in [ck::Every::Second, ck::Every::Records(records / 4)]
             .into_iter()

@@ -169,14 +169,22 @@ pub fn run_with(
     run_as(name, build, args, &[])
 }
 
-/// [`run_with`], where `prefix` are the arguments a worker of this job is spawned with before
-/// its run options (the launcher's `run --workflow NAME`).
-fn run_as(
+/// Builds job `name` from the options of a workflow binary's command line, for a program that
+/// embeds jobs rather than being a `#[pipeline]` binary (a benchmark, a service):
+///
+/// - with `--worker --join HOST:PORT`, this process serves the coordinator there until the job
+///   is over, and the result is `Ok(None)`;
+/// - otherwise the job is returned for the caller to run, set to run its tasks on worker
+///   processes when `runtime.processes` is above 1 (or with `--coordinator`). The workers it
+///   spawns are this executable, started with `worker_prefix` and then `--config FILE
+///   [--job-id ID] [--set KEY=VALUE]... --worker --join ADDR`: the program must hand those
+///   options back to this function.
+pub fn job_from_args(
     name: &str,
     build: fn(&mut JobBuilder) -> Result<()>,
     args: &RunArgs,
-    prefix: &[&str],
-) -> Result<()> {
+    worker_prefix: &[&str],
+) -> Result<Option<Job>> {
     let mut config = Config::load(&args.config, &args.set)?;
     if let Some(id) = &args.job_id {
         config.job.id = Some(id.clone());
@@ -193,11 +201,26 @@ fn run_as(
             "worker",
             processes::secret(job.config(), true)?,
         )?;
-        return job.serve(join, endpoint);
+        job.serve(join, endpoint)?;
+        return Ok(None);
     }
-    if let Some(spec) = processes::cluster_spec(&job, args, prefix)? {
+    if let Some(spec) = processes::cluster_spec(&job, args, worker_prefix)? {
         job.on_cluster(spec);
     }
+    Ok(Some(job))
+}
+
+/// [`run_with`], where `prefix` are the arguments a worker of this job is spawned with before
+/// its run options (the launcher's `run --workflow NAME`).
+fn run_as(
+    name: &str,
+    build: fn(&mut JobBuilder) -> Result<()>,
+    args: &RunArgs,
+    prefix: &[&str],
+) -> Result<()> {
+    let Some(mut job) = job_from_args(name, build, args, prefix)? else {
+        return Ok(());
+    };
     if args.explain {
         print!("{}", job.explain());
         return Ok(());

@@ -10,10 +10,13 @@ pub mod w4;
 pub mod w5;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use solstice::cli::RunArgs;
 use solstice::config::{Config, SourceConfig};
 use solstice::connectors::RangeSource;
+use solstice::job::JobResult;
+use solstice::Pipeline;
 
 use crate::error::{BenchError, Result};
 
@@ -30,6 +33,9 @@ pub struct RunCtx {
     pub work: PathBuf,
     /// Extra `key=value` Solstice config overrides (ignored by hand-written runs).
     pub overrides: Vec<String>,
+    /// Solstice runs on `threads` worker processes of one thread each instead of one process
+    /// of `threads` threads (`runtime.processes`).
+    pub processes: bool,
 }
 
 /// What one run of a workload measured.
@@ -52,18 +58,29 @@ impl RunCtx {
         Ok(out)
     }
 
-    /// The Solstice config of this run: `threads` worker threads, every stage at parallelism
-    /// `threads`, the given source and sink paths, then the user's overrides.
+    /// The Solstice config of this run: `threads` worker threads (or processes), every stage at
+    /// parallelism `threads`, the given source and sink paths, then the user's overrides.
     pub(crate) fn config(
         &self,
         sources: &[(&str, &Path)],
         sinks: &[(&str, &Path)],
     ) -> Result<Config> {
+        let yaml = self.yaml(sources, sinks)?;
+        Ok(Config::parse(&yaml, "solstice-bench", &self.overrides)?)
+    }
+
+    /// The YAML of [`RunCtx::config`], before the overrides.
+    fn yaml(&self, sources: &[(&str, &Path)], sinks: &[(&str, &Path)]) -> Result<String> {
         let quote = |p: &Path| {
             serde_json::to_string(&p.to_string_lossy()).map_err(|e| BenchError::json(p, e))
         };
         let t = self.threads;
-        let mut yaml = format!("job: {{ parallelism: {t} }}\nruntime: {{ threads: {t} }}\n");
+        let mut yaml = match self.processes {
+            false => format!("job: {{ parallelism: {t} }}\nruntime: {{ threads: {t} }}\n"),
+            true => {
+                format!("job: {{ parallelism: {t} }}\nruntime: {{ threads: 1, processes: {t} }}\n")
+            }
+        };
         for (section, entries) in [("sources", sources), ("sinks", sinks)] {
             if entries.is_empty() {
                 continue;
@@ -74,8 +91,79 @@ impl RunCtx {
                 yaml.push_str(&format!("  {name}: {{ path: {} }}\n", quote(path)?));
             }
         }
-        Ok(Config::parse(&yaml, "solstice-bench", &self.overrides)?)
+        Ok(yaml)
     }
+
+    /// Runs pipeline `P` of `workload` under this run's config and returns its result and the
+    /// time of the run. With `processes`, the config goes to a file that the spawned workers
+    /// (`solstice-bench worker <workload> --config FILE ... --worker --join ADDR`) read too,
+    /// and the time includes starting them.
+    pub(crate) fn run_pipeline<P: Pipeline>(
+        &self,
+        workload: &str,
+        sources: &[(&str, &Path)],
+        sinks: &[(&str, &Path)],
+    ) -> Result<(JobResult, Duration)> {
+        if !self.processes {
+            let job = P::job(self.config(sources, sinks)?)?;
+            let start = Instant::now();
+            let result = job.run()?;
+            return Ok((result, start.elapsed()));
+        }
+        let file = self.work.join("job.yaml");
+        std::fs::create_dir_all(&self.work).map_err(|e| BenchError::io(&self.work, e))?;
+        std::fs::write(&file, self.yaml(sources, sinks)?).map_err(|e| BenchError::io(&file, e))?;
+        let args = worker_args(file, self.overrides.clone());
+        let job = solstice::cli::job_from_args(P::NAME, P::build, &args, &["worker", workload])?
+            .ok_or_else(|| BenchError::Other("a coordinator served as a worker".into()))?;
+        let start = Instant::now();
+        let result = job.run()?;
+        Ok((result, start.elapsed()))
+    }
+}
+
+/// The run options of a job from `config` with overrides `set`, nothing else given.
+fn worker_args(config: PathBuf, set: Vec<String>) -> RunArgs {
+    RunArgs {
+        config,
+        job_id: None,
+        set,
+        explain: false,
+        restore: None,
+        fresh: false,
+        list_checkpoints: false,
+        coordinator: false,
+        listen: None,
+        workers: None,
+        worker: false,
+        join: None,
+    }
+}
+
+/// The worker side of [`RunCtx::run_pipeline`]: serves the coordinator `args` name, for
+/// `workload`'s pipeline.
+pub fn serve_worker(workload: crate::Workload, args: &RunArgs) -> Result<()> {
+    let served = match workload {
+        crate::Workload::W2 => serve::<w2::keyed::Pipeline>(args)?,
+        crate::Workload::W3 => serve::<w3::etl::Pipeline>(args)?,
+        other => {
+            return Err(BenchError::Other(format!(
+                "{} does not run on worker processes",
+                other.name()
+            )))
+        }
+    };
+    match served {
+        true => Ok(()),
+        false => Err(BenchError::Other(
+            "`worker` needs --worker --join HOST:PORT".into(),
+        )),
+    }
+}
+
+/// Serves as a worker of `P`'s job: `false` when `args` do not make this process a worker.
+fn serve<P: Pipeline>(args: &RunArgs) -> Result<bool> {
+    Ok(solstice::cli::job_from_args(P::NAME, P::build, args, &[])?.is_none())
 }
 
 /// `sources.<stage>` of [`range_source`]: the range descriptor file.

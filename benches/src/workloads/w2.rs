@@ -64,10 +64,9 @@ fn digest<'a>(sums: impl Iterator<Item = (&'a u64, &'a u64)>) -> u64 {
 pub fn solstice(ctx: &RunCtx) -> crate::Result<Outcome> {
     let range = crate::data::range_path(&ctx.data, ctx.records);
     let out = ctx.fresh_out()?;
-    let config = ctx.config(&[("numbers", &range)], &[("done", &out)])?;
-    let start = Instant::now();
-    let (_, state) = keyed::run(config)?;
-    let elapsed = start.elapsed();
+    let (mut result, elapsed) =
+        ctx.run_pipeline::<keyed::Pipeline>("w2", &[("numbers", &range)], &[("done", &out)])?;
+    let state = keyed::State::from_result(&mut result)?;
     Ok(Outcome {
         elapsed,
         checksum: digest(state.sum.iter()),

@@ -52,10 +52,8 @@ pub mod etl {
 pub fn solstice(ctx: &RunCtx) -> crate::Result<Outcome> {
     let input = orders_path(&ctx.data, ctx.records);
     let out = ctx.fresh_out()?;
-    let config = ctx.config(&[("orders", &input)], &[("sales", &out)])?;
-    let start = Instant::now();
-    etl::run(config)?;
-    let elapsed = start.elapsed();
+    let (_, elapsed) =
+        ctx.run_pipeline::<etl::Pipeline>("w3", &[("orders", &input)], &[("sales", &out)])?;
     Ok(Outcome {
         elapsed,
         checksum: digest_part_files(&out)?.value(),

@@ -74,7 +74,9 @@ impl Source for RangeSource {
         let start = split
             .strip_prefix("range@")
             .and_then(|s| s.parse::<u64>().ok())
-            .filter(|s| self.range.contains(s) && (s - self.range.start).is_multiple_of(self.chunk()))
+            .filter(|s| {
+                self.range.contains(s) && (s - self.range.start).is_multiple_of(self.chunk())
+            })
             .ok_or_else(|| {
                 Error::Plan(format!(
                     "range source {:?}: `{split}` is not one of its splits (was the checkpoint \

@@ -1,8 +1,10 @@
 //! The throughput of the data plane: codec-encoded batches of 1024 records between two tasks
-//! of a pool, over a loopback connection with credits. A figure, not a check:
+//! of a pool, and between two processes, over a loopback connection with credits. Figures, not
+//! checks:
 //!
 //! `cargo test --release -p solstice --lib runtime::transport::tests::bench -- --ignored --nocapture`
 
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -84,70 +86,176 @@ impl Task for Consumer {
     }
 }
 
+/// What the consumer saw: the input's counters, the records and their sum.
+type Received = (ChannelStats, u64, u64);
+
+/// Runs a producer of `batches` batches on `out` and/or a consumer on `input` in one pool of
+/// `threads` threads (each may be in another process); returns what the consumer received.
+fn run_ends(
+    out: Option<RemoteOutput<Record>>,
+    input: Option<RemoteInput<Record>>,
+    batches: u64,
+    wakes: &ExternalWakes,
+    threads: usize,
+) -> Option<Received> {
+    let report = Arc::new(Mutex::new(None));
+    let mut slots = Vec::new();
+    if let Some(out) = out {
+        let producer = Producer {
+            out,
+            pending: None,
+            next: 0,
+            batches,
+            ended: false,
+        };
+        slots.push(TaskSlot::new(Box::new(producer), 0, slots.len()));
+    }
+    if let Some(input) = input {
+        let consumer = Consumer {
+            input,
+            records: 0,
+            sum: 0,
+            report: report.clone(),
+        };
+        slots.push(TaskSlot::new(Box::new(consumer), 0, slots.len()));
+    }
+    let names = vec!["bench".to_string()];
+    let counters = JobCounters::default();
+    let finals = Mutex::new(Vec::new());
+    let live = AtomicUsize::new(slots.len());
+    run_with(
+        &slots,
+        &names,
+        threads,
+        &counters,
+        &finals,
+        &NoCheckpoints,
+        &live,
+        wakes,
+    )
+    .unwrap();
+    let received = lock(&report).take();
+    received
+}
+
+/// Checks what the consumer received and prints the figure.
+fn report(what: &str, batches: u64, received: Received, elapsed: std::time::Duration) {
+    let (stats, records, sum) = received;
+    let n = batches * RECORDS as u64;
+    assert_eq!((records, sum), (n, n.wrapping_mul(n.wrapping_sub(1)) / 2));
+    assert_eq!(stats.data_frames, batches);
+    let mb = stats.data_bytes as f64 / 1e6;
+    println!(
+        "transport throughput {what}: {batches} batches of {RECORDS} (u64, u64) records, \
+         {mb:.0} MB encoded, in {elapsed:.2?}: {:.0} MB/s, {:.1} M records/s",
+        mb / elapsed.as_secs_f64(),
+        n as f64 / 1e6 / elapsed.as_secs_f64()
+    );
+}
+
+fn batches() -> u64 {
+    std::env::var("SOLSTICE_BENCH_BATCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
 #[test]
 #[ignore = "a throughput figure; run in --release with --ignored --nocapture"]
 fn throughput_of_encoded_batches() {
-    let batches: u64 = std::env::var("SOLSTICE_BENCH_BATCHES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let batches = batches();
     let (a, b) = pair(TransportConfig::default());
     let wakes = ExternalWakes::new(2);
     let out = a.open_output::<Record>(1, wakes.waker(0).unwrap()).unwrap();
     let input = b
         .open_input::<Record>(1, CREDITS, wakes.waker(1).unwrap())
         .unwrap();
-    let report = Arc::new(Mutex::new(None));
-    let slots = vec![
-        TaskSlot::new(
-            Box::new(Producer {
-                out,
-                pending: None,
-                next: 0,
-                batches,
-                ended: false,
-            }),
-            0,
-            0,
-        ),
-        TaskSlot::new(
-            Box::new(Consumer {
-                input,
-                records: 0,
-                sum: 0,
-                report: report.clone(),
-            }),
-            0,
-            1,
-        ),
-    ];
-    let names = vec!["bench".to_string()];
-    let counters = JobCounters::default();
-    let finals = Mutex::new(Vec::new());
-    let live = AtomicUsize::new(slots.len());
     let start = Instant::now();
-    run_with(
-        &slots,
-        &names,
-        2,
-        &counters,
-        &finals,
-        &NoCheckpoints,
-        &live,
-        &wakes,
+    let received = run_ends(Some(out), Some(input), batches, &wakes, 2);
+    let elapsed = start.elapsed();
+    report(
+        "between two threads",
+        batches,
+        received.expect("the consumer reached the end"),
+        elapsed,
+    );
+}
+
+/// The environment variable naming the address the receiving process connects to.
+const PEER_ENV: &str = "SOLSTICE_BENCH_SEND_FROM";
+
+/// The producer here, the consumer in a child process (this test binary, running
+/// [`receiving_process`]), one thread each, over loopback.
+#[test]
+#[ignore = "a throughput figure; run in --release with --ignored --nocapture"]
+fn throughput_between_two_processes() {
+    let batches = batches();
+    let listener = Listener::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        endpoint("sender", TransportConfig::default()),
     )
     .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let child = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "runtime::transport::tests::bench::receiving_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(PEER_ENV, addr.to_string())
+        .env("SOLSTICE_BENCH_BATCHES", batches.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let conn = listener.accept().unwrap();
+    let wakes = ExternalWakes::new(1);
+    let out = conn
+        .open_output::<Record>(1, wakes.waker(0).unwrap())
+        .unwrap();
+    run_ends(Some(out), None, batches, &wakes, 1);
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the receiving process failed: {text}"
+    );
+    // After the test harness's own words on the same line.
+    let figure = text
+        .lines()
+        .find_map(|l| l.find("transport throughput").map(|at| &l[at..]))
+        .unwrap_or_else(|| panic!("the receiving process printed no figure: {text}"));
+    println!("{figure}");
+}
+
+/// The receiving side of [`throughput_between_two_processes`]; does nothing unless started
+/// by it.
+#[test]
+#[ignore = "started by throughput_between_two_processes"]
+fn receiving_process() {
+    let Ok(addr) = std::env::var(PEER_ENV) else {
+        return;
+    };
+    let batches = batches();
+    let conn = connect(
+        addr.parse().unwrap(),
+        &endpoint("receiver", TransportConfig::default()),
+    )
+    .unwrap();
+    let wakes = ExternalWakes::new(1);
+    let input = conn
+        .open_input::<Record>(1, CREDITS, wakes.waker(0).unwrap())
+        .unwrap();
+    let start = Instant::now();
+    let received = run_ends(None, Some(input), batches, &wakes, 1);
     let elapsed = start.elapsed();
-    let (stats, records, sum) = lock(&report).take().expect("the consumer reached the end");
-    let n = batches * RECORDS as u64;
-    assert_eq!((records, sum), (n, n.wrapping_mul(n.wrapping_sub(1)) / 2));
-    assert_eq!(stats.data_frames, batches);
-    let mb = stats.data_bytes as f64 / 1e6;
-    println!(
-        "transport throughput: {batches} batches of {RECORDS} (u64, u64) records, {mb:.0} MB \
-         encoded, in {elapsed:.2?}: {:.0} MB/s, {:.1} M records/s",
-        mb / elapsed.as_secs_f64(),
-        (batches * RECORDS as u64) as f64 / 1e6 / elapsed.as_secs_f64()
+    report(
+        "between two processes",
+        batches,
+        received.expect("the consumer reached the end"),
+        elapsed,
     );
 }
 
