@@ -315,6 +315,18 @@ fn workers_by_hand_and_the_peers_they_refuse() {
         "the worker of another build says: {said}"
     );
 
+    // A worker of the same build with another config (one key set otherwise) is refused too,
+    // and says that the config differs.
+    let mut differing = worker(SECRET, exe);
+    differing.args(["--set", "job.batch_size=999"]);
+    let differing = differing.output().unwrap();
+    assert!(!differing.status.success());
+    let said = String::from_utf8_lossy(&differing.stderr);
+    assert!(
+        said.contains("config hash differs"),
+        "the worker with another config says: {said}"
+    );
+
     // Garbage on the coordinator's port closes that connection only.
     {
         use std::io::Write;

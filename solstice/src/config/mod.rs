@@ -127,6 +127,11 @@ pub struct CheckpointSection {
     pub interval_records: Option<u64>,
     /// Complete checkpoints to keep (default 3).
     pub retain: usize,
+    /// How long a checkpoint may wait for every task's snapshot, in seconds (default 600). A
+    /// task that misses it is stuck: in a job on worker processes the attempt fails, naming
+    /// the tasks and their workers, and the job restarts from the last complete checkpoint; in
+    /// one process the checkpoint is abandoned with a warning naming the tasks.
+    pub timeout_secs: Option<f64>,
     /// Backend options, e.g. `endpoint`, `region`, `access_key_id`, `secret_access_key`,
     /// `allow_http` for S3 (the standard environment variables are read too).
     pub options: BTreeMap<String, String>,
@@ -139,6 +144,7 @@ impl Default for CheckpointSection {
             interval_secs: None,
             interval_records: None,
             retain: 3,
+            timeout_secs: None,
             options: BTreeMap::new(),
         }
     }
@@ -328,6 +334,9 @@ impl Config {
             }
             if c.interval_records == Some(0) {
                 return err("job.checkpoint.interval_records: must be at least 1".into());
+            }
+            if c.timeout_secs.is_some_and(|s| !(s > 0.0 && s.is_finite())) {
+                return err("job.checkpoint.timeout_secs: must be a positive number".into());
             }
         }
         if self.job.restart.attempts > 0 && self.job.checkpoint.is_none() {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::coordinator::{Coordinator, Notice};
+use super::coordinator::{Coordinator, Notice, Stalled};
 use super::placement::Placement;
 use super::protocol::{self, ToCoordinator, ToWorker};
 use super::splits::SplitPool;
@@ -462,6 +462,10 @@ impl Cluster {
                 if let Err(fenced) = crate::core::task::Checkpoints::fenced(c) {
                     return Err(self.cancel(spec.attempt, fenced));
                 }
+                if let Some(stalled) = c.stalled() {
+                    let error = self.stuck(spec.placement, &stalled);
+                    return Err(self.cancel(spec.attempt, error));
+                }
             }
             crossbeam_channel::select! {
                 recv(notices) -> notice => match notice {
@@ -573,6 +577,34 @@ impl Cluster {
         counters.sort();
         report.counters = counters;
         Ok(report)
+    }
+
+    /// The error of a checkpoint that timed out, naming the workers whose tasks took no
+    /// snapshot (a stuck task holds up the barriers of the tasks around it too); the one that
+    /// does not stop when the attempt is cancelled is dropped and replaced.
+    fn stuck(&self, placement: &Placement, stalled: &Stalled) -> Error {
+        let mut by_worker: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for &t in &stalled.tasks {
+            if let Some(&w) = placement.worker_of.get(t) {
+                by_worker.entry(w).or_default().push(t);
+            }
+        }
+        let named: Vec<String> = by_worker
+            .iter()
+            .map(|(&w, tasks)| format!("{} (tasks {tasks:?})", self.name(w)))
+            .collect();
+        Error::WorkerLost {
+            worker: match named.is_empty() {
+                true => "no worker".to_string(),
+                false => named.join(" or "),
+            },
+            reason: format!(
+                "stuck: no snapshot for checkpoint {} within {:?} \
+                 (`job.checkpoint.timeout_secs`); the worker that does not stop when cancelled \
+                 is replaced",
+                stalled.id, stalled.waited,
+            ),
+        }
     }
 
     /// Cancels attempt `attempt` on every worker and waits until each has stopped (or is

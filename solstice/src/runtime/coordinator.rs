@@ -55,6 +55,17 @@ pub(crate) struct Schedule {
     pub interval: Option<Duration>,
     pub interval_records: Option<u64>,
     pub retain: usize,
+    /// How long a checkpoint waits for every task's snapshot.
+    pub timeout: Duration,
+}
+
+/// A checkpoint that timed out: its id and the tasks (of the plan) that never took their
+/// snapshot.
+#[derive(Clone, Debug)]
+pub(crate) struct Stalled {
+    pub id: u64,
+    pub tasks: Vec<usize>,
+    pub waited: Duration,
 }
 
 /// What became of a checkpoint: its id, or why it was not taken (as [`Error::Checkpoint`]).
@@ -257,6 +268,8 @@ pub(crate) struct Coordinator<'a> {
     fenced: AtomicBool,
     /// The newer run, as [`Error::Fenced`] names it.
     newer: Mutex<Option<String>>,
+    /// The first checkpoint that timed out waiting for snapshots, if any.
+    stalled: Mutex<Option<Stalled>>,
     stats: Mutex<Vec<CheckpointStats>>,
     state: Mutex<State>,
     changed: Condvar,
@@ -337,6 +350,7 @@ impl<'a> Coordinator<'a> {
             completed: AtomicU64::new(last_completed),
             fenced: AtomicBool::new(false),
             newer: Mutex::new(None),
+            stalled: Mutex::new(None),
             stats: Mutex::new(Vec::new()),
             state: Mutex::new(State {
                 regular: None,
@@ -434,7 +448,13 @@ impl<'a> Coordinator<'a> {
                     // Its records count in the next checkpoint that completes.
                     self.records_carried.fetch_add(since, Ordering::Relaxed);
                     if let Some(served) = served {
-                        let reason = "the job is ending".to_string();
+                        let reason = match self.stalled() {
+                            Some(s) if s.id == id => format!(
+                                "tasks {:?} took no snapshot within {:?}",
+                                s.tasks, s.waited
+                            ),
+                            _ => "the job is ending".to_string(),
+                        };
                         let failure = Failure {
                             id: Some(id),
                             reason,
@@ -507,6 +527,14 @@ impl<'a> Coordinator<'a> {
         });
     }
 
+    /// The first checkpoint of this run that timed out waiting for its tasks' snapshots.
+    pub(crate) fn stalled(&self) -> Option<Stalled> {
+        self.stalled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Statistics of the checkpoints this run completed.
     pub(crate) fn stats(&self) -> Vec<CheckpointStats> {
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -524,12 +552,34 @@ impl<'a> Coordinator<'a> {
         self.lock().regular = Some(Inflight::new(id));
         self.requested.store(id, Ordering::Release);
         self.notify(Notice::Trigger(id));
+        let started = Instant::now();
         let mut guard = self.lock();
         loop {
             let acks = guard.regular.as_ref().map_or(0, |f| f.acked.len());
             if acks == tasks {
                 // Every part was handed over before its task's acknowledgement.
                 return guard.regular.take();
+            }
+            let waited = started.elapsed();
+            if waited >= self.schedule.timeout {
+                let missing: Vec<usize> = match &guard.regular {
+                    Some(f) => (0..tasks).filter(|t| !f.acked.contains(t)).collect(),
+                    None => Vec::new(),
+                };
+                tracing::error!(
+                    job = %self.job,
+                    checkpoint = %CheckpointId(id),
+                    "abandoned: tasks {missing:?} took no snapshot within {waited:?} (stuck?)"
+                );
+                guard.regular = None;
+                drop(guard);
+                let mut stalled = self.stalled.lock().unwrap_or_else(|p| p.into_inner());
+                stalled.get_or_insert(Stalled {
+                    id,
+                    tasks: missing,
+                    waited,
+                });
+                return None;
             }
             let draining = self.final_id.load(Ordering::Acquire) != 0;
             if stop.load(Ordering::Acquire) || live.load(Ordering::Acquire) < tasks || draining {

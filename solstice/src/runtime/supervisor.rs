@@ -461,6 +461,7 @@ impl Supervisor<'_> {
                         interval: c.interval_secs.map(Duration::from_secs_f64),
                         interval_records: c.interval_records,
                         retain: c.retain,
+                        timeout: Duration::from_secs_f64(c.timeout_secs.unwrap_or(600.0)),
                     },
                     triggers: self.triggers,
                     last_completed: restored_id,
