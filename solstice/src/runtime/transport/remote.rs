@@ -133,7 +133,7 @@ impl<T: Serialize + Send> Output<T> for RemoteOutput<T> {
         let start = begin_frame(&mut buf);
         let (kind, encoded) = match msg {
             Msg::Data(mut batch) => {
-                let encoded = codec::encode_into(&batch[..], &mut buf);
+                let encoded = codec::encode_batch_into(&batch[..], &mut buf);
                 batch.clear();
                 self.spare = Some(batch);
                 (Kind::Data, encoded)

@@ -265,26 +265,42 @@ fn codec_alone() {
     let batch: Vec<Record> = (0..RECORDS as u64)
         .map(|i| (i, i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
         .collect();
-    let mut buf = Vec::new();
     let n = 20_000;
-    let start = Instant::now();
-    for _ in 0..n {
-        buf.clear();
-        crate::state::codec::encode_into(&batch[..], &mut buf).unwrap();
+    type Encode = fn(&[Record], &mut Vec<u8>) -> crate::Result<()>;
+    let codecs: [(&str, Encode); 2] = [
+        ("varint (state)", |b, out| {
+            crate::state::codec::encode_into(b, out)
+        }),
+        ("fixed-width (batches)", |b, out| {
+            crate::state::codec::encode_batch_into(b, out)
+        }),
+    ];
+    for (what, encode) in codecs {
+        let mut buf = Vec::new();
+        let start = Instant::now();
+        for _ in 0..n {
+            buf.clear();
+            encode(&batch[..], &mut buf).unwrap();
+        }
+        let enc = start.elapsed();
+        let mut out = Vec::with_capacity(RECORDS);
+        let start = Instant::now();
+        for _ in 0..n {
+            out.clear();
+            crate::state::codec::decode_append::<Record, { 1 << 30 }>(&buf, &mut out).unwrap();
+        }
+        let dec = start.elapsed();
+        assert_eq!(out, batch);
+        let mb = (buf.len() * n) as f64 / 1e6;
+        let records = (RECORDS * n) as f64 / 1e6;
+        println!(
+            "codec {what}: {} bytes a batch; encode {:.0} MB/s ({:.0} M records/s), decode \
+             {:.0} MB/s ({:.0} M records/s)",
+            buf.len(),
+            mb / enc.as_secs_f64(),
+            records / enc.as_secs_f64(),
+            mb / dec.as_secs_f64(),
+            records / dec.as_secs_f64()
+        );
     }
-    let enc = start.elapsed();
-    let mut out = Vec::with_capacity(RECORDS);
-    let start = Instant::now();
-    for _ in 0..n {
-        out.clear();
-        crate::state::codec::decode_append::<Record, { 1 << 30 }>(&buf, &mut out).unwrap();
-    }
-    let dec = start.elapsed();
-    let mb = (buf.len() * n) as f64 / 1e6;
-    println!(
-        "codec: {} bytes a batch; encode {:.0} MB/s, decode {:.0} MB/s",
-        buf.len(),
-        mb / enc.as_secs_f64(),
-        mb / dec.as_secs_f64()
-    );
 }
