@@ -86,8 +86,14 @@ impl bincode::enc::write::Writer for VecWriter<'_> {
 /// Length of the format header.
 pub const HEADER_LEN: usize = 7;
 
-/// Checks the format header at the start of `bytes` (which may be just the first bytes).
+/// Checks the format header of state at the start of `bytes` (which may be just the first
+/// bytes).
 pub fn check_header(bytes: &[u8]) -> std::result::Result<(), String> {
+    header_codec(bytes, &[CODEC_BINCODE2]).map(drop)
+}
+
+/// Checks the format header at the start of `bytes` and returns its codec id, one of `codecs`.
+fn header_codec(bytes: &[u8], codecs: &[u8]) -> std::result::Result<u8, String> {
     if bytes.len() < HEADER_LEN {
         return Err(format!(
             "truncated: {} bytes, shorter than the {HEADER_LEN}-byte header",
@@ -103,10 +109,10 @@ pub fn check_header(bytes: &[u8]) -> std::result::Result<(), String> {
             "format version {version} is not supported (this build reads {FORMAT_VERSION})"
         ));
     }
-    if bytes[6] != CODEC_BINCODE2 {
+    if !codecs.contains(&bytes[6]) {
         return Err(format!("unknown codec id {}", bytes[6]));
     }
-    Ok(())
+    Ok(bytes[6])
 }
 
 /// Decodes a value written by [`encode`], checking the header and that no bytes are left over.
@@ -160,18 +166,10 @@ pub fn decode_append<T: DeserializeOwned, const LIMIT: usize>(
     out: &mut Vec<T>,
 ) -> Result<()> {
     // Either codec: the header says which.
-    let fixed = bytes.get(6) == Some(&CODEC_BINCODE2_FIXED);
-    match fixed {
-        true => {
-            let mut header = [0; HEADER_LEN];
-            header.copy_from_slice(&bytes[..HEADER_LEN]);
-            header[6] = CODEC_BINCODE2;
-            check_header(&header).map_err(Error::Codec)?;
-        }
-        false => check_header(bytes).map_err(Error::Codec)?,
-    }
+    let codec =
+        header_codec(bytes, &[CODEC_BINCODE2, CODEC_BINCODE2_FIXED]).map_err(Error::Codec)?;
     let payload = &bytes[HEADER_LEN..];
-    let read = match fixed {
+    let read = match codec == CODEC_BINCODE2_FIXED {
         true => {
             let config = bincode::config::standard()
                 .with_fixed_int_encoding()
