@@ -236,8 +236,12 @@ fn child(
         .ok_or_else(|| format!("{what}: the child process printed no report"))?;
     let report: Report =
         serde_json::from_str(line).map_err(|e| format!("{what}: bad report `{line}`: {e}"))?;
+    let crossed = match report.crossed_bytes {
+        0 => String::new(),
+        n => format!(", {:.0} MB sent between processes", n as f64 / 1e6),
+    };
     eprintln!(
-        "  {:<4} {:<8} t{threads}: {:>8.3} s  {:>7.1} MB  checksum {:#018x}",
+        "  {:<4} {:<8} t{threads}: {:>8.3} s  {:>7.1} MB  checksum {:#018x}{crossed}",
         workload.name(),
         engine.name(),
         report.seconds,

@@ -235,6 +235,9 @@ pub struct Report {
     pub checksum: u64,
     /// Peak resident set size of the process, in KiB (`VmHWM`).
     pub peak_rss_kb: u64,
+    /// Bytes of encoded batches sent between processes in the fastest repetition.
+    #[serde(default)]
+    pub crossed_bytes: u64,
 }
 
 impl Report {
@@ -296,5 +299,6 @@ pub fn measure(workload: Workload, engine: Engine, ctx: &RunCtx, repeat: usize) 
         seconds: best.elapsed.max(Duration::from_nanos(1)).as_secs_f64(),
         checksum: best.checksum,
         peak_rss_kb: peak_rss_kb()?,
+        crossed_bytes: best.crossed,
     })
 }

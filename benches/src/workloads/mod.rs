@@ -45,6 +45,17 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Checksum of the result; equal for Solstice and hand-written when both are right.
     pub checksum: u64,
+    /// Bytes of encoded batches sent between processes (0 in one process).
+    pub crossed: u64,
+}
+
+/// The bytes of encoded batches a job's workers sent each other.
+pub(crate) fn crossed(result: &JobResult) -> u64 {
+    result
+        .counters
+        .get("transport.bytes_sent")
+        .copied()
+        .unwrap_or(0)
 }
 
 impl RunCtx {

@@ -51,6 +51,7 @@ pub fn solstice(ctx: &RunCtx) -> crate::Result<Outcome> {
     Ok(Outcome {
         elapsed,
         checksum: sum,
+        crossed: 0,
     })
 }
 
@@ -71,5 +72,6 @@ pub fn hand(ctx: &RunCtx) -> crate::Result<Outcome> {
     Ok(Outcome {
         elapsed: start.elapsed(),
         checksum: sum,
+        crossed: 0,
     })
 }

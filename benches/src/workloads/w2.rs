@@ -70,6 +70,7 @@ pub fn solstice(ctx: &RunCtx) -> crate::Result<Outcome> {
     Ok(Outcome {
         elapsed,
         checksum: digest(state.sum.iter()),
+        crossed: super::crossed(&result),
     })
 }
 
@@ -96,5 +97,6 @@ pub fn hand(ctx: &RunCtx) -> crate::Result<Outcome> {
     Ok(Outcome {
         elapsed,
         checksum: digest(sums.iter()),
+        crossed: 0,
     })
 }

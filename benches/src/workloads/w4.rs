@@ -70,6 +70,7 @@ pub fn solstice(ctx: &RunCtx) -> crate::Result<Outcome> {
     Ok(Outcome {
         elapsed,
         checksum: digest(state.count.iter()),
+        crossed: 0,
     })
 }
 
@@ -106,5 +107,6 @@ pub fn hand(ctx: &RunCtx) -> crate::Result<Outcome> {
     Ok(Outcome {
         elapsed,
         checksum: digest(counts.iter()),
+        crossed: 0,
     })
 }

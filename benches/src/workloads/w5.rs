@@ -102,6 +102,7 @@ pub fn solstice(ctx: &RunCtx) -> crate::Result<Outcome> {
     Ok(Outcome {
         elapsed,
         checksum: digest_parquet_parts(&out)?,
+        crossed: 0,
     })
 }
 
@@ -158,5 +159,6 @@ pub fn hand(ctx: &RunCtx) -> crate::Result<Outcome> {
     Ok(Outcome {
         elapsed,
         checksum: digest_parquet_parts(&out)?,
+        crossed: 0,
     })
 }

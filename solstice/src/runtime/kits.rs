@@ -163,7 +163,7 @@ impl<T: Data> OutputKit for TypedOutput<T> {
 /// Output side of a key_by stage: records are routed by key group.
 pub(crate) struct KeyedOutput<K, V>(pub(crate) PhantomData<fn() -> (K, V)>);
 
-impl<K: Data, V: Data> OutputKit for KeyedOutput<K, V> {
+impl<K: Data + std::hash::Hash, V: Data> OutputKit for KeyedOutput<K, V> {
     fn channel_out(&self, txs: Vec<AnyBox>, how: Partitioning, ctx: &SubtaskCtx) -> Result<AnyBox> {
         if how != Partitioning::Hash {
             return Err(Error::Internal(format!(

@@ -317,14 +317,15 @@ fn attempt(
 /// The counters of this worker's data connections (those [`is_maximum`] names are maxima, not
 /// sums).
 fn transport_counters(peers: &[Option<Arc<Connection>>]) -> Vec<(String, u64)> {
-    let (mut sent, mut credits, mut waits, mut writer, mut inbox, mut capacity) =
-        (0, 0, 0, 0, 0, 0);
+    let (mut sent, mut bytes, mut credits, mut waits, mut writer, mut inbox, mut capacity) =
+        (0, 0, 0, 0, 0, 0, 0);
     let mut any = false;
     for conn in peers.iter().flatten() {
         let (outputs, inputs) = conn.stats();
         for o in outputs {
             any = true;
             sent += o.data_frames;
+            bytes += o.data_bytes;
             credits += o.credits_total;
             waits += o.credit_waits;
             writer = writer.max(o.max_queued as u64);
@@ -340,6 +341,7 @@ fn transport_counters(peers: &[Option<Arc<Connection>>]) -> Vec<(String, u64)> {
     }
     [
         ("transport.batches_sent", sent),
+        ("transport.bytes_sent", bytes),
         ("transport.credits_received", credits),
         ("transport.credit_waits", waits),
         ("transport.max_writer_queue", writer),
