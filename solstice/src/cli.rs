@@ -63,6 +63,19 @@ pub struct RunArgs {
     /// The coordinator a worker joins, `HOST:PORT`.
     #[arg(long, value_name = "HOST:PORT", requires = "worker")]
     pub join: Option<String>,
+    /// Once listening, the coordinator writes its address (`HOST:PORT`) to this file: for a
+    /// launcher that starts it with `--listen HOST:0`.
+    #[arg(long, value_name = "FILE", requires = "coordinator")]
+    pub address_file: Option<PathBuf>,
+    /// Relative paths in the config resolve against this directory instead of the config
+    /// file's.
+    #[arg(long, value_name = "DIR")]
+    pub base_dir: Option<PathBuf>,
+    /// Submits the job to the Ray cluster at this address and follows it: `ray://HEAD:10001`
+    /// (mapped to the job server at `http://HEAD:8265`) or the job server's `http://HEAD:8265`.
+    /// The workers are configured by `runtime.ray`.
+    #[arg(long, value_name = "ADDRESS", conflicts_with_all = ["coordinator", "worker", "explain", "list_checkpoints"])]
+    pub ray_address: Option<String>,
 }
 
 #[derive(Parser, Debug)]
@@ -189,6 +202,9 @@ pub fn job_from_args(
     if let Some(id) = &args.job_id {
         config.job.id = Some(id.clone());
     }
+    if let Some(dir) = &args.base_dir {
+        config.base_dir = Some(std::path::absolute(dir).map_err(|e| Error::io(dir, e))?);
+    }
     let mut job = Job::build(name, config, build)?;
     if args.worker {
         let join = args
@@ -218,6 +234,9 @@ fn run_as(
     args: &RunArgs,
     prefix: &[&str],
 ) -> Result<()> {
+    if let Some(address) = &args.ray_address {
+        return crate::ray::submit(name, build, args, address, prefix);
+    }
     let Some(mut job) = job_from_args(name, build, args, prefix)? else {
         return Ok(());
     };
@@ -460,6 +479,7 @@ mod processes {
             endpoint: endpoint(config, "coordinator", secret(config, by_hand)?)?,
             rejoin_timeout: Duration::from_secs(config.runtime.rejoin_timeout_secs.unwrap_or(60)),
             local_store,
+            address_file: args.address_file.clone(),
         }))
     }
 }

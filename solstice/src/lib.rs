@@ -44,6 +44,7 @@ pub mod job;
 pub mod metrics;
 pub(crate) mod operators;
 mod pipeline;
+mod ray;
 pub(crate) mod runtime;
 pub mod state;
 

@@ -13,6 +13,14 @@
 //!   heartbeat_ms: 3000      # a process silent for this long is lost
 //!   rejoin_timeout_secs: 60 # how long a lost worker that joined by hand is waited for
 //!   secret_file: job.secret # the job secret (hex) for workers joining by hand
+//!   ray:                    # with --ray-address: the workers Ray runs
+//!     workers: 2            # worker processes, one Ray actor each
+//!     cpus_per_worker: 1    # CPUs of each actor's bundle; runtime.threads defaults to it
+//!     placement: spread     # spread | pack
+//!     binary: /shared/bin/simple_etl  # default: the submitting binary is uploaded
+//!     python_env: { env_vars: { RUST_LOG: info } }  # added to the job's runtime_env
+//!     dashboard_port: 8265  # the job server port a ray://HEAD address maps to
+//!     start_timeout_secs: 120 # placing the workers and their joining, at most
 //! stages:
 //!   totals: { parallelism: [2, 10] }
 //! sources:
@@ -195,6 +203,45 @@ pub struct RuntimeSection {
     /// A file holding the job secret as hex digits (at least 32), for a coordinator and workers
     /// started by hand; `SOLSTICE_SECRET` overrides it. Relative to the config file.
     pub secret_file: Option<PathBuf>,
+    /// How the job runs on a Ray cluster (`--ray-address`); ignored otherwise.
+    pub ray: Option<RaySection>,
+}
+
+/// `runtime.ray:` settings: the workers a job submitted with `--ray-address` asks Ray for.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaySection {
+    /// Worker processes, one Ray actor each (default 2).
+    pub workers: Option<usize>,
+    /// CPUs Ray reserves for each worker, one placement-group bundle each (default 1); also the
+    /// worker's `runtime.threads` when that is not set.
+    pub cpus_per_worker: Option<usize>,
+    /// How the bundles are placed on the cluster's nodes (default `spread`).
+    pub placement: Option<RayPlacement>,
+    /// The workflow binary as a path every node can run (absolute, or a `file://` URL). By
+    /// default the binary that submits the job is uploaded with the job's working directory.
+    pub binary: Option<String>,
+    /// Entries added to the Ray job's runtime environment (`pip`, `uv`, `conda`, `env_vars`,
+    /// `py_executable`, ...), for the driver and the workers' actors; `working_dir` is
+    /// Solstice's own.
+    pub python_env: Option<BTreeMap<String, serde_json::Value>>,
+    /// The port of Ray's job server on the head node that a `ray://HEAD:PORT` address is mapped
+    /// to (default 8265, Ray's dashboard port).
+    pub dashboard_port: Option<u16>,
+    /// How long the driver waits for the cluster to place the workers and for them to join
+    /// (default 120 s).
+    pub start_timeout_secs: Option<u64>,
+}
+
+/// Placement of a Ray job's workers over the nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RayPlacement {
+    /// On as many nodes as possible (Ray's `SPREAD`).
+    #[default]
+    Spread,
+    /// On as few nodes as possible (Ray's `PACK`).
+    Pack,
 }
 
 /// `stages.<name>:` settings.
@@ -351,6 +398,41 @@ impl Config {
         }
         if self.runtime.processes == Some(0) {
             return err("runtime.processes: must be at least 1".into());
+        }
+        if let Some(ray) = &self.runtime.ray {
+            if ray.workers == Some(0) {
+                return err("runtime.ray.workers: must be at least 1".into());
+            }
+            if ray.cpus_per_worker == Some(0) {
+                return err("runtime.ray.cpus_per_worker: must be at least 1".into());
+            }
+            if ray.start_timeout_secs == Some(0) {
+                return err("runtime.ray.start_timeout_secs: must be at least 1".into());
+            }
+            if let Some(env) = &ray.python_env {
+                if env.contains_key("working_dir") {
+                    return err(
+                        "runtime.ray.python_env: `working_dir` is set by Solstice (it uploads \
+                         the binary and the config with it)"
+                            .into(),
+                    );
+                }
+            }
+            if let Some(binary) = &ray.binary {
+                let path = binary.strip_prefix("file://").unwrap_or(binary);
+                if binary.contains("://") && !binary.starts_with("file://") {
+                    return err(format!(
+                        "runtime.ray.binary: `{binary}`: give a path every node can run \
+                         (absolute, or file://); other URLs are not supported"
+                    ));
+                }
+                if !Path::new(path).is_absolute() {
+                    return err(format!(
+                        "runtime.ray.binary: `{binary}` is not an absolute path (the nodes \
+                         run it from the job's working directory)"
+                    ));
+                }
+            }
         }
         if let Some(ms) = self.runtime.heartbeat_ms {
             if ms < 10 {

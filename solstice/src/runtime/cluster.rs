@@ -72,6 +72,8 @@ pub(crate) struct ClusterSpec {
     /// The checkpoint backend's URL when it is on this host's file system (`file://`): every
     /// worker must then run on this host.
     pub local_store: Option<String>,
+    /// A file to write the listening address to, once it listens (`--address-file`).
+    pub address_file: Option<std::path::PathBuf>,
 }
 
 /// A worker that joined.
@@ -145,11 +147,24 @@ impl ClusterSpec {
     }
 }
 
+/// Writes `addr` to `file` whole: to a temporary file beside it, then renamed, so that a reader
+/// never sees part of it.
+fn write_address(file: &std::path::Path, addr: SocketAddr) -> Result<()> {
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, format!("{addr}\n")).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, file).map_err(|e| Error::io(file, e))
+}
+
 impl Cluster {
     /// Listens for workers, spawns them when it is to, and waits until all have joined.
     pub(crate) fn start(spec: ClusterSpec) -> Result<Cluster> {
         let listener = Listener::bind(spec.listen, spec.endpoint.clone())?;
         let addr = listener.local_addr()?;
+        if let Some(file) = &spec.address_file {
+            write_address(file, addr)?;
+        }
         let (join_tx, joins) = crossbeam_channel::unbounded();
         // Accepts for as long as the process runs; a refused peer is logged by the handshake.
         std::thread::Builder::new()
