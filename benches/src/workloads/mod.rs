@@ -148,6 +148,9 @@ fn worker_args(config: PathBuf, set: Vec<String>) -> RunArgs {
         workers: None,
         worker: false,
         join: None,
+        address_file: None,
+        base_dir: None,
+        ray_address: None,
     }
 }
 
