@@ -7,6 +7,7 @@ status, and stops the job on the cluster on Ctrl-C (SIGINT) or SIGTERM.
 
 import argparse
 import asyncio
+import atexit
 import json
 import shutil
 import signal
@@ -47,6 +48,8 @@ def main():
     parser.add_argument("--ray-version", required=True, help="the Ray version Solstice pins")
     args = parser.parse_args()
     pinned = args.ray_version
+    # Uploaded with the job (or refused): the local copy goes whatever happens.
+    atexit.register(shutil.rmtree, args.working_dir, ignore_errors=True)
 
     try:
         import ray
@@ -85,9 +88,6 @@ def main():
         )
     except Exception as e:  # noqa: BLE001 - the job server's refusal, as it gave it
         fail(f"the Ray cluster at {args.address} refused the job: {e}")
-    finally:
-        # Uploaded (or refused): the local copy is no longer needed.
-        shutil.rmtree(args.working_dir, ignore_errors=True)
     print(f"solstice: submitted Ray job {job} to {args.address}", file=sys.stderr, flush=True)
 
     def terminate(signum, frame):
@@ -116,7 +116,9 @@ def main():
     if status == "SUCCEEDED":
         sys.exit(0)
     code = getattr(info, "driver_exit_code", None) or 1
-    fail(f"Ray job {job} {status.lower()}: {info.message}", code)
+    # The message goes on with the end of the log, which was streamed already.
+    reason = (info.message or "").split(", last available logs")[0].strip()
+    fail(f"Ray job {job} {status.lower()}: {reason}", code)
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ enum Command {
         #[arg(long)]
         workflow: String,
         #[command(flatten)]
-        run: RunArgs,
+        run: Box<RunArgs>,
     },
 }
 

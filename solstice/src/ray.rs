@@ -91,10 +91,12 @@ fn job_server(address: &str, dashboard_port: u16) -> Result<String> {
 fn submission_id(job_id: &str) -> String {
     let clean: String = job_id
         .chars()
-        .map(|c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-            true => c,
-            false => '_',
-        })
+        .map(
+            |c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                true => c,
+                false => '_',
+            },
+        )
         .collect();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -140,10 +142,7 @@ pub(crate) fn submit(
     let job_id = job.id().to_string();
     drop(job);
 
-    let stage = std::env::temp_dir().join(format!(
-        "solstice-ray-{job_id}-{}",
-        std::process::id()
-    ));
+    let stage = std::env::temp_dir().join(format!("solstice-ray-{job_id}-{}", std::process::id()));
     let staged = stage_dir(&stage, &config, &ray, args, prefix, &base_dir);
     if staged.is_err() {
         let _ = std::fs::remove_dir_all(&stage);
@@ -202,7 +201,9 @@ fn stage_dir(
         None => {
             let exe =
                 std::env::current_exe().map_err(|e| Error::io("the running executable", e))?;
-            let size = std::fs::metadata(&exe).map_err(|e| Error::io(&exe, e))?.len();
+            let size = std::fs::metadata(&exe)
+                .map_err(|e| Error::io(&exe, e))?
+                .len();
             if size > RAY_UPLOAD_LIMIT {
                 return Err(Error::config(
                     "runtime.ray.binary",
@@ -256,7 +257,11 @@ fn stage_dir(
     if args.fresh {
         coordinator_args.push("--fresh".into());
     }
-    coordinator_args.extend(["--coordinator".into(), "--workers".into(), workers.to_string()]);
+    coordinator_args.extend([
+        "--coordinator".into(),
+        "--workers".into(),
+        workers.to_string(),
+    ]);
     let mut worker_args = common;
     worker_args.push("--worker".into());
     let spec = DriverSpec {

@@ -187,8 +187,8 @@ pub fn kill(pid: u32) {
 pub struct Lines(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 
 impl Lines {
-    /// Starts collecting `stderr` of a spawned child.
-    pub fn collect(stderr: std::process::ChildStderr, tag: &str) -> Lines {
+    /// Starts collecting `stderr` (or another output) of a spawned child.
+    pub fn collect(stderr: impl std::io::Read + Send + 'static, tag: &str) -> Lines {
         use std::io::BufRead;
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (sink, tag) = (lines.clone(), tag.to_string());

@@ -1,0 +1,295 @@
+//! simple_etl on a real local Ray cluster (head plus one more node, see `ray_cluster`),
+//! submitted with `--ray-address`: the output equals a local run's; a worker killed with
+//! SIGKILL is restarted by Ray and the job recovers with exact output; the errors a user meets
+//! (no cluster, too few CPUs, a binary the nodes cannot run) end with a clear message and a
+//! non-zero exit.
+
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+mod ray_cluster;
+
+use common::{alive, kill, per_user, published, simple_etl, sorted, write_orders, Lines};
+use ray_cluster::RayCluster;
+
+/// simple_etl submitted to the cluster, with `sets` on top of [`simple_etl`]'s.
+fn on_ray(
+    cluster: &RayCluster,
+    job: &str,
+    input: &Path,
+    out: &Path,
+    chk: &Path,
+    sets: &[&str],
+) -> Command {
+    let local = simple_etl(job, input, out, chk);
+    let mut cmd = cluster.inside(local.get_program());
+    cmd.args(local.get_args()).args([
+        "--set",
+        "stages.totals.parallelism=2",
+        "--set",
+        "runtime.threads=1",
+    ]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    cmd.args(["--ray-address", "ray://127.0.0.1:10001"])
+        .current_dir(common::root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `cmd` to its end: its status, and its stdout and stderr (the job's log and the
+/// client's messages).
+fn finish(mut cmd: Command, what: &str) -> (ExitStatus, Lines, Lines) {
+    let mut child = common::Running(cmd.spawn().unwrap());
+    let log = Lines::collect(child.0.stdout.take().unwrap(), &format!("{what} log"));
+    let err = Lines::collect(child.0.stderr.take().unwrap(), what);
+    let status = child.0.wait().unwrap();
+    (status, log, err)
+}
+
+/// The workers' processes of job `job` (started by the actors, in the cluster's namespace).
+fn workers(cluster: &RayCluster, job: &str) -> Vec<u32> {
+    cluster
+        .pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.contains(&&b"--worker"[..])
+                    && args
+                        .windows(2)
+                        .any(|w| w[0] == b"--job-id" && w[1] == job.as_bytes())
+            })
+        })
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
+#[test]
+fn simple_etl_on_a_ray_cluster() {
+    let Some(cluster) = RayCluster::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    write_orders(&input, 150_000);
+    let reference_out = tmp.path().join("reference");
+    let status = simple_etl("ref", &input, &reference_out, &tmp.path().join("chk-ref"))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reference = published(&reference_out);
+
+    // 1. Two workers on the cluster: the output of the local run.
+    let out = tmp.path().join("out-ray");
+    let cmd = on_ray(
+        &cluster,
+        "on-ray",
+        &input,
+        &out,
+        &tmp.path().join("chk-ray"),
+        &["runtime.ray={workers: 2, cpus_per_worker: 1}"],
+    );
+    let (status, log, err) = finish(cmd, "ray");
+    assert!(
+        status.success(),
+        "the job failed: {status}\n{}\n{}",
+        log.all(),
+        err.all()
+    );
+    let got = published(&out);
+    assert_eq!(sorted(&got), sorted(&reference), "output as a multiset");
+    assert_eq!(
+        per_user(&got),
+        per_user(&reference),
+        "each user's totals in order"
+    );
+    assert!(
+        log.find("[worker 0]").is_some() && log.find("[worker 1]").is_some(),
+        "the workers' logs reach the job's log:\n{}",
+        log.all()
+    );
+
+    // 2. A worker killed mid-run: Ray restarts its actor, the new worker joins, the job
+    //    restores from its last checkpoint and finishes with the exact output.
+    let out = tmp.path().join("out-killed");
+    let cmd = on_ray(
+        &cluster,
+        "killed-on-ray",
+        &input,
+        &out,
+        &tmp.path().join("chk-killed"),
+        &[
+            "runtime.ray={workers: 2, cpus_per_worker: 1}",
+            "job.restart={attempts: 100, backoff_ms: 0}",
+        ],
+    );
+    let mut cmd = cmd;
+    let mut child = common::Running(cmd.spawn().unwrap());
+    let log = Lines::collect(child.0.stdout.take().unwrap(), "killed log");
+    let err = Lines::collect(child.0.stderr.take().unwrap(), "killed");
+    let started = Instant::now();
+    let mut victim = None;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the job did not finish in 300 s"
+        );
+        if victim.is_none() && common::last_published(&out) > 0 {
+            // Both workers run and a checkpoint was published: kill one of them.
+            let running = workers(&cluster, "killed-on-ray");
+            if running.len() == 2 {
+                kill(running[0]);
+                victim = Some(running[0]);
+            }
+        }
+        // Polls the job, its output and its workers.
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        status.success(),
+        "the job failed: {status}\n{}\n{}",
+        log.all(),
+        err.all()
+    );
+    let victim =
+        victim.expect("the job finished before a worker could be killed: make the input larger");
+    let text = log.all();
+    assert!(
+        text.contains("started again (its actor was restarted)"),
+        "Ray did not restart the killed worker ({victim}):\n{text}"
+    );
+    assert!(
+        text.contains("restarting from the last complete"),
+        "the job did not restore:\n{text}"
+    );
+    let got = published(&out);
+    assert_eq!(
+        sorted(&got),
+        sorted(&reference),
+        "output after the kill, as a multiset"
+    );
+    assert_eq!(
+        per_user(&got),
+        per_user(&reference),
+        "each user's totals in order, after the kill"
+    );
+
+    // 3. More CPUs than the cluster has: a clear message instead of a wait.
+    let cmd = on_ray(
+        &cluster,
+        "too-big",
+        &input,
+        &tmp.path().join("out-big"),
+        &tmp.path().join("chk-big"),
+        &["runtime.ray={workers: 3, cpus_per_worker: 2}"],
+    );
+    let (status, log, err) = finish(cmd, "too big");
+    assert!(!status.success());
+    let text = format!("{}\n{}", log.all(), err.all());
+    assert!(
+        text.contains("3 worker(s) of 2 CPU(s) each")
+            && text.contains("4 CPUs")
+            && text.contains("room for 2"),
+        "{text}"
+    );
+
+    // 4. A binary the nodes cannot run.
+    let not_a_binary = tmp.path().join("not-a-binary");
+    std::fs::write(&not_a_binary, "plain text").unwrap();
+    let binary = format!("runtime.ray.binary={}", not_a_binary.display());
+    let cmd = on_ray(
+        &cluster,
+        "bad-binary",
+        &input,
+        &tmp.path().join("out-bad"),
+        &tmp.path().join("chk-bad"),
+        &["runtime.ray={workers: 2, cpus_per_worker: 1}", &binary],
+    );
+    let (status, log, err) = finish(cmd, "bad binary");
+    assert!(!status.success());
+    let text = format!("{}\n{}", log.all(), err.all());
+    assert!(
+        text.contains("is not executable on node 127.0.0.1") && text.contains("not-a-binary"),
+        "{text}"
+    );
+
+    // 5. Ctrl-C (SIGINT to the submitting process) stops the job on the cluster: the client
+    //    exits with 130 and the job's workers are gone.
+    let out = tmp.path().join("out-stopped");
+    let mut cmd = on_ray(
+        &cluster,
+        "stopped",
+        &input,
+        &out,
+        &tmp.path().join("chk-stopped"),
+        &["runtime.ray={workers: 2, cpus_per_worker: 1}"],
+    );
+    let mut child = common::Running(cmd.spawn().unwrap());
+    let log = Lines::collect(child.0.stdout.take().unwrap(), "stopped log");
+    let err = Lines::collect(child.0.stderr.take().unwrap(), "stopped");
+    let started = Instant::now();
+    while workers(&cluster, "stopped").len() < 2 {
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "the job ended before it could be interrupted:\n{}",
+            log.all()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the workers did not start"
+        );
+        // Polls the cluster's processes.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.0.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{}\n{}", log.all(), err.all());
+    assert!(err.find("is STOPPED").is_some(), "{}", err.all());
+    let stopped = Instant::now();
+    while !workers(&cluster, "stopped").is_empty() {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(30),
+            "workers outlive the stopped job: {:?}",
+            workers(&cluster, "stopped")
+        );
+        // Polls the cluster's processes.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(cluster);
+}
+
+#[test]
+fn no_ray_cluster_at_the_address_is_a_clear_error() {
+    let python = ray_cluster::ray_python();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    write_orders(&input, 10);
+    let mut cmd = simple_etl(
+        "nowhere",
+        &input,
+        &tmp.path().join("out"),
+        &tmp.path().join("chk"),
+    );
+    // Port 9 (discard): nothing listens there.
+    cmd.args(["--ray-address", "http://127.0.0.1:9"])
+        .env("SOLSTICE_RAY_PYTHON", &python)
+        .stderr(Stdio::piped());
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("no Ray cluster answers at http://127.0.0.1:9"),
+        "{text}"
+    );
+    assert!(!text.contains("Traceback"), "{text}");
+}
