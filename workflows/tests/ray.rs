@@ -293,3 +293,92 @@ fn no_ray_cluster_at_the_address_is_a_clear_error() {
     );
     assert!(!text.contains("Traceback"), "{text}");
 }
+
+/// The time from submission to the first published output, and simple_etl's throughput on 2
+/// Ray workers against `runtime.processes: 2` on the same machine, in the same run. Figures,
+/// not checks:
+///
+/// `cargo test --release -p workflows --test ray -- --ignored --nocapture ray_figures`
+#[test]
+#[ignore = "figures; run in --release with --ignored --nocapture"]
+fn ray_figures() {
+    let Some(cluster) = RayCluster::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    let orders: u64 = std::env::var("SOLSTICE_BENCH_ORDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    write_orders(&input, orders);
+    let sets = [
+        "runtime.threads=1",
+        "stages.totals.parallelism=2",
+        "job.checkpoint.interval_records=500000",
+        "job.batch_size=1024",
+    ];
+
+    // Two processes on this host, not on Ray. Both runs report the job's own duration (from
+    // the workers' start to the end); the Ray run's includes no upload or placement.
+    let job_seconds = |log: &Lines| -> f64 {
+        let line = log.wait_for("finished in ", Duration::from_secs(10));
+        let rest = line.split("finished in ").nth(1).unwrap();
+        rest.split('s').next().unwrap().parse().unwrap()
+    };
+    let out = tmp.path().join("out-processes");
+    let mut local = simple_etl("local", &input, &out, &tmp.path().join("chk-processes"));
+    local.args(["--set", "runtime.processes=2"]);
+    for set in sets {
+        local.args(["--set", set]);
+    }
+    local.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let (status, _, err) = finish(local, "processes");
+    assert!(status.success());
+    let processes = job_seconds(&err);
+    let reference = published(&out);
+
+    let out = tmp.path().join("out-ray");
+    let mut cmd = on_ray(
+        &cluster,
+        "figures",
+        &input,
+        &out,
+        &tmp.path().join("chk-ray"),
+        &["runtime.ray={workers: 2, cpus_per_worker: 1}"],
+    );
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    let start = Instant::now();
+    let mut child = common::Running(cmd.spawn().unwrap());
+    let log = Lines::collect(child.0.stdout.take().unwrap(), "figures log");
+    let _err = Lines::collect(child.0.stderr.take().unwrap(), "figures");
+    let mut first = None;
+    let status = loop {
+        if first.is_none() && common::last_published(&out) > 0 {
+            first = Some(start.elapsed());
+        }
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        // Polls the output directory for the first published part.
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let total = start.elapsed();
+    assert!(status.success());
+    assert_eq!(sorted(&published(&out)), sorted(&reference));
+    let on_ray = job_seconds(&log);
+    let first = first.unwrap_or(total);
+    let rate = |s: f64| orders as f64 / s / 1e6;
+    println!(
+        "simple_etl, {orders} orders: runtime.processes=2 {processes:.2} s ({:.2} M orders/s); \
+         2 Ray workers {on_ray:.2} s ({:.2} M orders/s), ratio {:.2}x; on Ray, first output \
+         published {:.2} s and the end {:.2} s after submission",
+        rate(processes),
+        rate(on_ray),
+        processes / on_ray,
+        first.as_secs_f64(),
+        total.as_secs_f64()
+    );
+}
