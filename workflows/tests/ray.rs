@@ -319,12 +319,36 @@ fn ray_figures() {
         "job.batch_size=1024",
     ];
 
-    // Two processes on this host, not on Ray. Both runs report the job's own duration (from
-    // the workers' start to the end); the Ray run's includes no upload or placement.
+    // Two processes on this host, not on Ray. Both are timed from the coordinator's log, from
+    // the last worker joining to the end: no upload, placement or process start.
     let job_seconds = |log: &Lines| -> f64 {
-        let line = log.wait_for("finished in ", Duration::from_secs(10));
-        let rest = line.split("finished in ").nth(1).unwrap();
-        rest.split('s').next().unwrap().parse().unwrap()
+        log.wait_for("job finished", Duration::from_secs(10));
+        // Seconds of the day of a log line's timestamp (`2026-12-02T20:08:10.610263Z ...`).
+        let at = |line: &str| -> f64 {
+            let time = line
+                .split('T')
+                .nth(1)
+                .unwrap()
+                .trim_end_matches(|c| c != 'Z');
+            let parts: Vec<f64> = time
+                .trim_end_matches('Z')
+                .split(':')
+                .map(|p| p.parse().unwrap())
+                .collect();
+            parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+        };
+        let all = log.all();
+        let joined = all
+            .lines()
+            .filter(|l| l.contains(" joined; data at "))
+            .map(at)
+            .fold(0.0, f64::max);
+        let end = all
+            .lines()
+            .find(|l| l.contains("job finished"))
+            .map(at)
+            .unwrap();
+        end - joined
     };
     let out = tmp.path().join("out-processes");
     let mut local = simple_etl("local", &input, &out, &tmp.path().join("chk-processes"));
