@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// The pinned requirement, e.g. `ray[default]==2.60.0`.
 fn requirement() -> String {
-    let text = include_str!("../../ray/requirements.txt");
+    let text = include_str!("../../../ray/requirements.txt");
     text.lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))
