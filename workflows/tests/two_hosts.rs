@@ -11,7 +11,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{per_user, published, simple_etl, sorted, write_orders, Lines, Running};
+use common::{is_root, per_user, published, simple_etl, sorted, write_orders, Lines, Running};
 
 /// A 32-byte job secret as hex.
 const SECRET: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
@@ -30,17 +30,6 @@ fn sh(args: &[&str]) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 /// Two namespaces joined by a veth pair, removed when dropped (also when the test fails).

@@ -265,3 +265,15 @@ pub fn wordcount(job: &str, input: &Path, out: &Path, checkpoints: &Path) -> Com
         .stdout(Stdio::null());
     cmd
 }
+
+/// True when this process runs as root (network namespaces need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}

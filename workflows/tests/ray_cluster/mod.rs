@@ -83,18 +83,6 @@ pub fn ray_python() -> PathBuf {
     ray_env().join("bin/python")
 }
 
-/// True when this process runs as root (network namespaces need it).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// A Ray head and one more node, 2 CPUs each, in network namespace `ns`.
 pub struct RayCluster {
     ns: String,
@@ -104,7 +92,7 @@ pub struct RayCluster {
 impl RayCluster {
     /// Starts the cluster; `None` (with the reason printed) where namespaces cannot be made.
     pub fn start() -> Option<RayCluster> {
-        if !is_root() {
+        if !crate::common::is_root() {
             eprintln!("skipped: the Ray cluster runs in a network namespace, which needs root (CI runs this test as root)");
             return None;
         }
