@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{
-    alive, children_of, kill, last_published, per_user, published, simple_etl, sorted, wordcount,
-    write_lines, write_orders, Lines, Running,
+    alive, children_of, kill, last_published, per_user, published, reference_run, simple_etl,
+    sorted, wordcount, write_lines, write_orders, Lines, Running,
 };
 
 /// Runs `cmd` to completion, asserting success.
@@ -100,14 +100,7 @@ fn workers_of(pid: u32) -> Vec<u32> {
 #[test]
 fn a_worker_killed_again_and_again_is_recovered_from_by_the_job_itself() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("orders.jsonl");
-    write_orders(&input, 200_000);
-    let reference_out = tmp.path().join("reference");
-    run(
-        simple_etl("ref", &input, &reference_out, &tmp.path().join("chk-ref")),
-        "reference",
-    );
-    let reference = published(&reference_out);
+    let (input, reference) = reference_run(tmp.path(), 200_000);
     let out = tmp.path().join("out");
     let mut cmd = simple_etl("killed", &input, &out, &tmp.path().join("chk"));
     cmd.args([
@@ -194,14 +187,7 @@ fn a_worker_killed_again_and_again_is_recovered_from_by_the_job_itself() {
 #[test]
 fn a_killed_coordinator_takes_its_workers_along_and_restore_latest_finishes() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("orders.jsonl");
-    write_orders(&input, 150_000);
-    let reference_out = tmp.path().join("reference");
-    run(
-        simple_etl("ref", &input, &reference_out, &tmp.path().join("chk-ref")),
-        "reference",
-    );
-    let reference = published(&reference_out);
+    let (input, reference) = reference_run(tmp.path(), 150_000);
     let (out, chk) = (tmp.path().join("out"), tmp.path().join("chk"));
     let with_processes = |cmd: &mut Command| {
         cmd.args(["--set", "runtime.processes=2", "--set", "runtime.threads=1"]);
@@ -255,14 +241,7 @@ const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbcc
 #[test]
 fn workers_by_hand_and_the_peers_they_refuse() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("orders.jsonl");
-    write_orders(&input, 60_000);
-    let reference_out = tmp.path().join("reference");
-    run(
-        simple_etl("ref", &input, &reference_out, &tmp.path().join("chk-ref")),
-        "reference",
-    );
-    let reference = published(&reference_out);
+    let (input, reference) = reference_run(tmp.path(), 60_000);
     let out = tmp.path().join("out");
     let chk = tmp.path().join("chk");
     let mut cmd = simple_etl("byhand", &input, &out, &chk);

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 mod common;
 mod ray_cluster;
 
-use common::{alive, kill, per_user, published, simple_etl, sorted, write_orders, Lines};
+use common::{
+    alive, kill, per_user, published, reference_run, simple_etl, sorted, wait_until, write_orders,
+    Lines,
+};
 use ray_cluster::RayCluster;
 
 /// simple_etl submitted to the cluster, with `sets` on top of [`simple_etl`]'s.
@@ -69,25 +72,74 @@ fn workers(cluster: &RayCluster, job: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The job's time in a coordinator's log: from the last worker joining to the end (no upload,
+/// placement or process start).
+fn job_seconds(log: &Lines) -> f64 {
+    log.wait_for("job finished", Duration::from_secs(10));
+    // Seconds of the day of a log line's timestamp (`2026-12-02T20:08:10.610263Z ...`).
+    let at = |line: &str| -> f64 {
+        let time = line.split('T').nth(1).unwrap();
+        let time = &time[..time.find('Z').unwrap()];
+        let parts: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+        parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+    };
+    let all = log.all();
+    let joined = all
+        .lines()
+        .filter(|l| l.contains(" joined; data at "))
+        .map(at)
+        .fold(0.0, f64::max);
+    let end = all
+        .lines()
+        .find(|l| l.contains("job finished"))
+        .map(at)
+        .unwrap();
+    end - joined
+}
+
 #[test]
 fn simple_etl_on_a_ray_cluster() {
     let Some(cluster) = RayCluster::start() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("orders.jsonl");
-    write_orders(&input, 150_000);
-    let reference_out = tmp.path().join("reference");
-    let status = simple_etl("ref", &input, &reference_out, &tmp.path().join("chk-ref"))
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let reference = published(&reference_out);
+    let orders: u64 = std::env::var("SOLSTICE_RAY_ORDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150_000);
+    let (input, reference) = reference_run(tmp.path(), orders);
 
-    // 1. Two workers on the cluster: the output of the local run.
+    // 1. Two workers on the cluster: the output of the local run. The same job on
+    //    `runtime.processes: 2` gives the figures: both job times from the coordinator's log
+    //    (last worker joined to the end), and on Ray the time from submission to the first
+    //    published output.
+    let figure_sets = [
+        format!("job.checkpoint.interval_records={}", (orders / 4).max(1)),
+        "job.batch_size=1024".to_string(),
+    ];
+    let figure_sets: Vec<&str> = figure_sets.iter().map(String::as_str).collect();
+    let mut local = simple_etl(
+        "local",
+        &input,
+        &tmp.path().join("out-processes"),
+        &tmp.path().join("chk-processes"),
+    );
+    local.args([
+        "--set",
+        "runtime.processes=2",
+        "--set",
+        "runtime.threads=1",
+        "--set",
+        "stages.totals.parallelism=2",
+    ]);
+    for set in &figure_sets {
+        local.args(["--set", set]);
+    }
+    local.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let (status, _, local_log) = finish(local, "processes");
+    assert!(status.success(), "{}", local_log.all());
     let out = tmp.path().join("out-ray");
-    let cmd = on_ray(
+    let mut cmd = on_ray(
         &cluster,
         "on-ray",
         &input,
@@ -95,7 +147,21 @@ fn simple_etl_on_a_ray_cluster() {
         &tmp.path().join("chk-ray"),
         &["runtime.ray={workers: 2, cpus_per_worker: 1}"],
     );
-    let (status, log, err) = finish(cmd, "ray");
+    for set in &figure_sets {
+        cmd.args(["--set", set]);
+    }
+    let submitted = Instant::now();
+    let mut child = common::Running(cmd.spawn().unwrap());
+    let log = Lines::collect(child.0.stdout.take().unwrap(), "ray log");
+    let err = Lines::collect(child.0.stderr.take().unwrap(), "ray");
+    wait_until(
+        Duration::from_secs(300),
+        "the first output or the job's end",
+        || common::last_published(&out) > 0 || !alive(child.0.id()),
+    );
+    let first = submitted.elapsed();
+    let status = child.0.wait().unwrap();
+    let total = submitted.elapsed();
     assert!(
         status.success(),
         "the job failed: {status}\n{}\n{}",
@@ -113,6 +179,18 @@ fn simple_etl_on_a_ray_cluster() {
         log.find("[worker 0]").is_some() && log.find("[worker 1]").is_some(),
         "the workers' logs reach the job's log:\n{}",
         log.all()
+    );
+    let (processes, ray) = (job_seconds(&local_log), job_seconds(&log));
+    let rate = |s: f64| orders as f64 / s / 1e6;
+    println!(
+        "simple_etl, {orders} orders: runtime.processes=2 {processes:.2} s ({:.2} M orders/s); \
+         2 Ray workers {ray:.2} s ({:.2} M orders/s), ratio {:.2}x; on Ray, first output \
+         published {:.2} s and the end {:.2} s after submission",
+        rate(processes),
+        rate(ray),
+        processes / ray,
+        first.as_secs_f64(),
+        total.as_secs_f64()
     );
 
     // 2. A worker killed mid-run: Ray restarts its actor, the new worker joins, the job
@@ -133,27 +211,21 @@ fn simple_etl_on_a_ray_cluster() {
     let mut child = common::Running(cmd.spawn().unwrap());
     let log = Lines::collect(child.0.stdout.take().unwrap(), "killed log");
     let err = Lines::collect(child.0.stderr.take().unwrap(), "killed");
-    let started = Instant::now();
-    let mut victim = None;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "the job did not finish in 300 s"
-        );
-        if victim.is_none() && common::last_published(&out) > 0 {
-            // Both workers run and a checkpoint was published: kill one of them.
-            let running = workers(&cluster, "killed-on-ray");
-            if running.len() == 2 {
-                kill(running[0]);
-                victim = Some(running[0]);
-            }
-        }
-        // Polls the job, its output and its workers.
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    // Once a checkpoint is published and both workers run, one of them is killed.
+    wait_until(
+        Duration::from_secs(300),
+        "a checkpoint with both workers running",
+        || {
+            !alive(child.0.id())
+                || (common::last_published(&out) > 0
+                    && workers(&cluster, "killed-on-ray").len() == 2)
+        },
+    );
+    let victim = workers(&cluster, "killed-on-ray").first().copied();
+    if let Some(pid) = victim {
+        kill(pid);
+    }
+    let status = child.0.wait().unwrap();
     assert!(
         status.success(),
         "the job failed: {status}\n{}\n{}",
@@ -236,35 +308,26 @@ fn simple_etl_on_a_ray_cluster() {
     let mut child = common::Running(cmd.spawn().unwrap());
     let log = Lines::collect(child.0.stdout.take().unwrap(), "stopped log");
     let err = Lines::collect(child.0.stderr.take().unwrap(), "stopped");
-    let started = Instant::now();
-    while workers(&cluster, "stopped").len() < 2 {
-        assert!(
-            child.0.try_wait().unwrap().is_none(),
-            "the job ended before it could be interrupted:\n{}",
-            log.all()
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the workers did not start"
-        );
-        // Polls the cluster's processes.
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        Duration::from_secs(120),
+        "both workers of the job to stop",
+        || workers(&cluster, "stopped").len() == 2 || !alive(child.0.id()),
+    );
+    assert!(
+        alive(child.0.id()),
+        "the job ended before it could be interrupted:\n{}",
+        log.all()
+    );
     let pid = child.0.id().to_string();
     Command::new("kill").args(["-INT", &pid]).status().unwrap();
     let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{}\n{}", log.all(), err.all());
     assert!(err.find("is STOPPED").is_some(), "{}", err.all());
-    let stopped = Instant::now();
-    while !workers(&cluster, "stopped").is_empty() {
-        assert!(
-            stopped.elapsed() < Duration::from_secs(30),
-            "workers outlive the stopped job: {:?}",
-            workers(&cluster, "stopped")
-        );
-        // Polls the cluster's processes.
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(30),
+        "the stopped job's workers to exit",
+        || workers(&cluster, "stopped").is_empty(),
+    );
     drop(cluster);
 }
 
@@ -292,117 +355,4 @@ fn no_ray_cluster_at_the_address_is_a_clear_error() {
         "{text}"
     );
     assert!(!text.contains("Traceback"), "{text}");
-}
-
-/// The time from submission to the first published output, and simple_etl's throughput on 2
-/// Ray workers against `runtime.processes: 2` on the same machine, in the same run. Figures,
-/// not checks:
-///
-/// `cargo test --release -p workflows --test ray -- --ignored --nocapture ray_figures`
-#[test]
-#[ignore = "figures; run in --release with --ignored --nocapture"]
-fn ray_figures() {
-    let Some(cluster) = RayCluster::start() else {
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("orders.jsonl");
-    let orders: u64 = std::env::var("SOLSTICE_BENCH_ORDERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000_000);
-    write_orders(&input, orders);
-    let sets = [
-        "runtime.threads=1",
-        "stages.totals.parallelism=2",
-        "job.checkpoint.interval_records=500000",
-        "job.batch_size=1024",
-    ];
-
-    // Two processes on this host, not on Ray. Both are timed from the coordinator's log, from
-    // the last worker joining to the end: no upload, placement or process start.
-    let job_seconds = |log: &Lines| -> f64 {
-        log.wait_for("job finished", Duration::from_secs(10));
-        // Seconds of the day of a log line's timestamp (`2026-12-02T20:08:10.610263Z ...`).
-        let at = |line: &str| -> f64 {
-            let time = line
-                .split('T')
-                .nth(1)
-                .unwrap()
-                .trim_end_matches(|c| c != 'Z');
-            let parts: Vec<f64> = time
-                .trim_end_matches('Z')
-                .split(':')
-                .map(|p| p.parse().unwrap())
-                .collect();
-            parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
-        };
-        let all = log.all();
-        let joined = all
-            .lines()
-            .filter(|l| l.contains(" joined; data at "))
-            .map(at)
-            .fold(0.0, f64::max);
-        let end = all
-            .lines()
-            .find(|l| l.contains("job finished"))
-            .map(at)
-            .unwrap();
-        end - joined
-    };
-    let out = tmp.path().join("out-processes");
-    let mut local = simple_etl("local", &input, &out, &tmp.path().join("chk-processes"));
-    local.args(["--set", "runtime.processes=2"]);
-    for set in sets {
-        local.args(["--set", set]);
-    }
-    local.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let (status, _, err) = finish(local, "processes");
-    assert!(status.success());
-    let processes = job_seconds(&err);
-    let reference = published(&out);
-
-    let out = tmp.path().join("out-ray");
-    let mut cmd = on_ray(
-        &cluster,
-        "figures",
-        &input,
-        &out,
-        &tmp.path().join("chk-ray"),
-        &["runtime.ray={workers: 2, cpus_per_worker: 1}"],
-    );
-    for set in sets {
-        cmd.args(["--set", set]);
-    }
-    let start = Instant::now();
-    let mut child = common::Running(cmd.spawn().unwrap());
-    let log = Lines::collect(child.0.stdout.take().unwrap(), "figures log");
-    let _err = Lines::collect(child.0.stderr.take().unwrap(), "figures");
-    let mut first = None;
-    let status = loop {
-        if first.is_none() && common::last_published(&out) > 0 {
-            first = Some(start.elapsed());
-        }
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        // Polls the output directory for the first published part.
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let total = start.elapsed();
-    assert!(status.success());
-    assert_eq!(sorted(&published(&out)), sorted(&reference));
-    let on_ray = job_seconds(&log);
-    let first = first.unwrap_or(total);
-    let rate = |s: f64| orders as f64 / s / 1e6;
-    println!(
-        "simple_etl, {orders} orders: runtime.processes=2 {processes:.2} s ({:.2} M orders/s); \
-         2 Ray workers {on_ray:.2} s ({:.2} M orders/s), ratio {:.2}x; on Ray, first output \
-         published {:.2} s and the end {:.2} s after submission",
-        rate(processes),
-        rate(on_ray),
-        processes / on_ray,
-        first.as_secs_f64(),
-        total.as_secs_f64()
-    );
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{is_root, per_user, published, simple_etl, sorted, write_orders, Lines, Running};
+use common::{is_root, per_user, published, reference_run, simple_etl, sorted, Lines, Running};
 
 /// A 32-byte job secret as hex.
 const SECRET: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
@@ -117,15 +117,7 @@ fn a_coordinator_and_workers_on_two_hosts_give_the_exact_output() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("orders.jsonl");
-    write_orders(&input, 60_000);
-    let reference_out = tmp.path().join("reference");
-    let status = simple_etl("ref", &input, &reference_out, &tmp.path().join("chk-ref"))
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let reference = published(&reference_out);
+    let (input, reference) = reference_run(tmp.path(), 60_000);
 
     let (out, chk) = (tmp.path().join("out"), tmp.path().join("chk"));
     let job = simple_etl("hosts", &input, &out, &chk);

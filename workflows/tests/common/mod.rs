@@ -277,3 +277,35 @@ pub fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Writes `orders` orders to `dir/orders.jsonl` and runs simple_etl once on them, never killed,
+/// on one process: the input and the reference output every other run must equal.
+pub fn reference_run(dir: &Path, orders: u64) -> (PathBuf, Vec<String>) {
+    let input = dir.join("orders.jsonl");
+    write_orders(&input, orders);
+    let out = dir.join("reference");
+    let run = simple_etl("ref", &input, &out, &dir.join("chk-ref"))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "the reference run failed: {}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    (input, published(&out))
+}
+
+/// Waits until `done` holds, at most `timeout`; panics naming `what` when it does not.
+pub fn wait_until(timeout: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {timeout:?}"
+        );
+        // The conditions waited for are files and processes, which notify no one: poll them.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
