@@ -198,14 +198,7 @@ pub fn job_from_args(
     args: &RunArgs,
     worker_prefix: &[&str],
 ) -> Result<Option<Job>> {
-    let mut config = Config::load(&args.config, &args.set)?;
-    if let Some(id) = &args.job_id {
-        config.job.id = Some(id.clone());
-    }
-    if let Some(dir) = &args.base_dir {
-        config.base_dir = Some(std::path::absolute(dir).map_err(|e| Error::io(dir, e))?);
-    }
-    let mut job = Job::build(name, config, build)?;
+    let mut job = Job::build(name, config_from_args(args)?, build)?;
     if args.worker {
         let join = args
             .join
@@ -224,6 +217,19 @@ pub fn job_from_args(
         job.on_cluster(spec);
     }
     Ok(Some(job))
+}
+
+/// The config the run options name: the file, the `--set` overrides, `--job-id` and
+/// `--base-dir`.
+pub(crate) fn config_from_args(args: &RunArgs) -> Result<Config> {
+    let mut config = Config::load(&args.config, &args.set)?;
+    if let Some(id) = &args.job_id {
+        config.job.id = Some(id.clone());
+    }
+    if let Some(dir) = &args.base_dir {
+        config.base_dir = Some(std::path::absolute(dir).map_err(|e| Error::io(dir, e))?);
+    }
+    Ok(config)
 }
 
 /// [`run_with`], where `prefix` are the arguments a worker of this job is spawned with before

@@ -123,18 +123,12 @@ pub(crate) fn submit(
     address: &str,
     prefix: &[&str],
 ) -> Result<()> {
-    let mut config = Config::load(&args.config, &args.set)?;
-    if let Some(id) = &args.job_id {
-        config.job.id = Some(id.clone());
-    }
-    let base_dir = match &args.base_dir {
-        Some(dir) => std::path::absolute(dir).map_err(|e| Error::io(dir, e))?,
-        None => config
-            .base_dir
-            .clone()
-            .ok_or_else(|| Error::Internal("a config read from a file has a directory".into()))?,
-    };
-    config.base_dir = Some(base_dir.clone());
+    let config = crate::cli::config_from_args(args)?;
+    // Relative paths resolve where the config file is on this machine, also on the cluster.
+    let base_dir = config
+        .base_dir
+        .clone()
+        .ok_or_else(|| Error::Internal("a config read from a file has a directory".into()))?;
     let ray = config.runtime.ray.clone().unwrap_or_default();
     let server = job_server(address, ray.dashboard_port.unwrap_or(8265))?;
     // The job must build here (stages, connectors' options) before it goes anywhere.
