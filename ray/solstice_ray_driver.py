@@ -4,7 +4,8 @@ Runs in the job's working directory on the head node, next to `job.json` (writte
 workflow binary that submitted the job). It checks that the cluster can hold the workers,
 starts the coordinator (the workflow binary with `--coordinator`) here, reserves a placement
 group of one bundle per worker, and creates one actor per bundle that runs the binary with
-`--worker --join` as its child. Ray restarts an actor whose worker dies; the new worker joins
+`--worker --join` as its child. A binary given as an http(s) URL is downloaded by the driver
+and by each actor, each time it starts. Ray restarts an actor whose worker dies; the new worker joins
 and the coordinator restores the job from its last checkpoint. The driver exits with the
 coordinator's exit status, after removing its actors and the placement group.
 """
@@ -13,11 +14,14 @@ import ctypes
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 import warnings
 
 import ray
@@ -43,6 +47,44 @@ class Refused(Exception):
     """The job cannot run on this cluster; the message says why."""
 
 
+def is_url(binary):
+    return binary.startswith(("http://", "https://"))
+
+
+def download(url, who, node):
+    """Downloads the workflow binary at `url` into this process's working directory as an
+    executable file; its path and size. The caller removes it once the binary runs."""
+    name = os.path.basename(urllib.parse.urlparse(url).path) or "workflow"
+    path = os.path.abspath(f".solstice-{os.getpid()}-{name}")
+    part = path + ".part"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as f:
+            shutil.copyfileobj(response, f, 1 << 20)
+        os.chmod(part, 0o755)
+        os.replace(part, path)
+    except (OSError, ValueError) as e:
+        remove_file(part)
+        raise Refused(f"{who} on node {node} cannot download the workflow binary from {url}: "
+                      f"{e}")
+    return path, os.path.getsize(path)
+
+
+def remove_file(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def local_binary(binary, who, node):
+    """The path to run for `binary` on this node, whether to remove it once it runs, and a note
+    for the log."""
+    if is_url(binary):
+        path, size = download(binary, who, node)
+        return path, True, f" (downloaded from {binary}, {size / (1 << 20):.1f} MiB)"
+    return os.path.abspath(binary), False, ""
+
+
 @ray.remote
 class SolsticeWorker:
     """One worker process of the job, as this actor's child. When the child dies, the actor
@@ -52,7 +94,12 @@ class SolsticeWorker:
         self.index = index
         self.error = None
         self.node = ray.util.get_node_ip_address()
-        path = os.path.abspath(binary)
+        self.child = None
+        try:
+            path, remove, note = local_binary(binary, f"worker {index}", self.node)
+        except Refused as e:
+            self.error = str(e)
+            return
         env = dict(os.environ, SOLSTICE_SECRET=secret)
         with warnings.catch_warnings():
             # Deprecated, with nothing else that says whether Ray restarted this actor.
@@ -70,9 +117,13 @@ class SolsticeWorker:
             self.child = None
             self.error = f"worker {index} on node {self.node} cannot run {path}: {e}"
             return
+        finally:
+            if remove:
+                # The running process keeps the file; nothing is left behind on the node.
+                remove_file(path)
         again = " again (its actor was restarted)" if restarted else ""
-        print(f"[worker {index}] started{again}: pid {self.child.pid} on node {self.node}",
-              flush=True)
+        print(f"[worker {index}] started{again}: pid {self.child.pid} on node {self.node}"
+              f"{note}", flush=True)
         threading.Thread(target=self._follow, daemon=True).start()
 
     def _follow(self):
@@ -134,7 +185,6 @@ def main():
             f"tested with Ray {spec['ray_version']}")
     workers, cpus = spec["workers"], spec["cpus_per_worker"]
     timeout = spec["start_timeout_secs"]
-    binary = os.path.abspath(spec["binary"])
     node = ray.util.get_node_ip_address()
     coordinator = None
     actors = []
@@ -163,6 +213,9 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
     try:
         check_resources(workers, cpus)
+        binary, remove, note = local_binary(spec["binary"], "the driver", node)
+        if note:
+            say(f"the workflow binary{note}")
         if not os.path.isfile(binary):
             raise Refused(f"the workflow binary {binary} is not a file on node {node} (the "
                           "driver's); runtime.ray.binary must name a file every node can run")
@@ -179,6 +232,9 @@ def main():
             )
         except OSError as e:
             raise Refused(f"node {node} cannot run the workflow binary {binary}: {e}")
+        finally:
+            if remove:
+                remove_file(binary)
         deadline = time.monotonic() + timeout
         address = wait_for_address(address_file, coordinator, deadline)
         say(f"coordinator at {address}; placing {workers} worker(s) of {cpus} CPU(s) "

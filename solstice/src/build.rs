@@ -10,8 +10,15 @@ use crate::error::{Error, Result};
 /// The version of the Solstice library the binary was built with.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The fingerprint of the running executable: XXH64 of its bytes, as 16 hex digits.
+/// The fingerprint of the running executable: XXH64 of its bytes, as 16 hex digits. On Linux
+/// the bytes are those of the image this process runs (`/proc/self/exe`), also when its file
+/// was replaced or removed since it started (a rebuild, or a downloaded binary removed once
+/// it ran).
 pub fn fingerprint() -> Result<String> {
+    let running = Path::new("/proc/self/exe");
+    if running.exists() {
+        return fingerprint_of(running);
+    }
     let exe = std::env::current_exe().map_err(|e| Error::io("the running executable", e))?;
     fingerprint_of(&exe)
 }

@@ -179,7 +179,7 @@ pub fn run_with(
     build: fn(&mut JobBuilder) -> Result<()>,
     args: &RunArgs,
 ) -> Result<()> {
-    run_as(name, build, args, &[])
+    run_embedded(name, build, args, &[])
 }
 
 /// Builds job `name` from the options of a workflow binary's command line, for a program that
@@ -232,9 +232,12 @@ pub(crate) fn config_from_args(args: &RunArgs) -> Result<Config> {
     Ok(config)
 }
 
-/// [`run_with`], where `prefix` are the arguments a worker of this job is spawned with before
-/// its run options (the launcher's `run --workflow NAME`).
-fn run_as(
+/// [`run_with`] for a program that embeds jobs (see [`job_from_args`]): everything a workflow
+/// binary does with its run options, including `--ray-address`, where `prefix` are the
+/// arguments this executable needs before the run options to run this job again (a worker
+/// spawned by the coordinator, or started on a Ray node): e.g. the launcher's
+/// `run --workflow NAME`.
+pub fn run_embedded(
     name: &str,
     build: fn(&mut JobBuilder) -> Result<()>,
     args: &RunArgs,
@@ -270,11 +273,21 @@ fn run_as(
     }
     let id = job.id().to_string();
     let result = job.run()?;
-    eprintln!(
-        "job `{id}` finished in {:.3}s ({} tasks)",
-        result.duration.as_secs_f64(),
-        result.tasks
-    );
+    if result.startup.is_zero() {
+        eprintln!(
+            "job `{id}` finished in {:.3}s ({} tasks)",
+            result.duration.as_secs_f64(),
+            result.tasks
+        );
+    } else {
+        eprintln!(
+            "job `{id}` finished in {:.3}s ({} tasks; the first {:.3}s until its workers had \
+             joined)",
+            result.duration.as_secs_f64(),
+            result.tasks,
+            result.startup.as_secs_f64()
+        );
+    }
     if let Some(n) = result.last_checkpoint {
         eprintln!("last complete checkpoint: {}", CheckpointId(n));
     }
@@ -347,7 +360,7 @@ pub fn launcher(workflows: &[Workflow]) -> Result<()> {
                     format!("no workflow `{workflow}` (available: {})", names.join(", ")),
                 ));
             };
-            run_as(w.name, w.build, &run, &["run", "--workflow", w.name])
+            run_embedded(w.name, w.build, &run, &["run", "--workflow", w.name])
         }
     }
 }
@@ -484,6 +497,7 @@ mod processes {
             listen,
             endpoint: endpoint(config, "coordinator", secret(config, by_hand)?)?,
             rejoin_timeout: Duration::from_secs(config.runtime.rejoin_timeout_secs.unwrap_or(60)),
+            join_timeout: config.runtime.join_timeout_secs.map(Duration::from_secs),
             local_store,
             address_file: args.address_file.clone(),
         }))

@@ -243,6 +243,15 @@ fn stage_dir(
     if config.runtime.threads.is_none() {
         common.extend(["--set".into(), format!("runtime.threads={cpus}")]);
     }
+    // A worker that fails before it joins is restarted by Ray without end: the coordinator
+    // gives up after the start timeout instead of waiting forever.
+    let start_timeout = ray.start_timeout_secs.unwrap_or(120);
+    if config.runtime.join_timeout_secs.is_none() {
+        common.extend([
+            "--set".into(),
+            format!("runtime.join_timeout_secs={start_timeout}"),
+        ]);
+    }
     let workers = ray.workers.unwrap_or(2);
     let mut coordinator_args = common.clone();
     if let Some(restore) = &args.restore {
@@ -270,7 +279,7 @@ fn stage_dir(
         binary,
         coordinator_args,
         worker_args,
-        start_timeout_secs: ray.start_timeout_secs.unwrap_or(120),
+        start_timeout_secs: start_timeout,
     };
     let json = serde_json::to_vec_pretty(&spec)
         .map_err(|e| Error::Internal(format!("cannot write job.json: {e}")))?;

@@ -120,3 +120,26 @@ fn elastic_stage_runs_at_its_minimum_and_overrides_apply() {
         "{plan}"
     );
 }
+
+#[test]
+fn ray_section_is_checked_before_anything_is_submitted() {
+    let e = err("runtime: { ray: { workers: 0 } }\n");
+    assert!(e.contains("runtime.ray.workers"), "{e}");
+    let e = err("runtime: { ray: { python_env: { working_dir: /x } } }\n");
+    assert!(e.contains("`working_dir` is set by Solstice"), "{e}");
+    let e = err("runtime: { ray: { binary: s3://bucket/simple_etl } }\n");
+    assert!(
+        e.contains("runtime.ray.binary") && e.contains("presigned URL"),
+        "{e}"
+    );
+    let e = err("runtime: { ray: { binary: bin/simple_etl } }\n");
+    assert!(e.contains("is not an absolute path"), "{e}");
+    for binary in [
+        "/shared/simple_etl",
+        "file:///shared/simple_etl",
+        "https://files.example/simple_etl",
+    ] {
+        let yaml = format!("runtime: {{ ray: {{ binary: \"{binary}\" }} }}\n");
+        Config::parse(&yaml, "configs/tiny.yaml", &[]).unwrap_or_else(|e| panic!("{binary}: {e}"));
+    }
+}

@@ -346,3 +346,27 @@ fn workers_by_hand_and_the_peers_they_refuse() {
         "each user's totals in order"
     );
 }
+
+#[test]
+fn a_coordinator_gives_up_on_workers_that_never_join_after_join_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    common::write_orders(&input, 10);
+    let mut cmd = simple_etl(
+        "nobody-joins",
+        &input,
+        &tmp.path().join("out"),
+        &tmp.path().join("chk"),
+    );
+    cmd.args(["--coordinator", "--listen", "127.0.0.1:0", "--workers", "2"])
+        .args(["--set", "runtime.join_timeout_secs=1"])
+        .args(["--set", "job.restart={attempts: 0}"])
+        .env("SOLSTICE_SECRET", SECRET);
+    let out = cmd.output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("2 of 2 worker(s) did not join the coordinator"),
+        "{said}"
+    );
+}

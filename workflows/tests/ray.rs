@@ -2,7 +2,7 @@
 //! submitted with `--ray-address`: the output equals a local run's; a worker killed with
 //! SIGKILL is restarted by Ray and the job recovers with exact output; the errors a user meets
 //! (no cluster, too few CPUs, a binary the nodes cannot run) end with a clear message and a
-//! non-zero exit.
+//! non-zero exit; a binary given as an http:// URL is downloaded on the nodes.
 
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -328,6 +328,62 @@ fn simple_etl_on_a_ray_cluster() {
         "the stopped job's workers to exit",
         || workers(&cluster, "stopped").is_empty(),
     );
+
+    // 6. The binary from an http:// URL (served inside the cluster's namespace): the driver
+    //    and each worker's actor download it, and the output is exact.
+    let served = tmp.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let program = simple_etl("any", &input, &out, &out)
+        .get_program()
+        .to_owned();
+    std::fs::copy(&program, served.join("simple_etl")).unwrap();
+    let mut server = cluster.inside("python3");
+    server
+        .args([
+            "-u",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "0",
+            "--directory",
+        ])
+        .arg(&served)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut server = common::Running(server.spawn().unwrap());
+    let serving = Lines::collect(server.0.stdout.take().unwrap(), "http server");
+    let line = serving.wait_for("Serving HTTP on 127.0.0.1 port ", Duration::from_secs(30));
+    let port: u16 = line
+        .split("port ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in `{line}`"));
+    let url = format!("http://127.0.0.1:{port}/simple_etl");
+    let binary = format!("runtime.ray.binary={url}");
+    let out = tmp.path().join("out-url");
+    let cmd = on_ray(
+        &cluster,
+        "from-url",
+        &input,
+        &out,
+        &tmp.path().join("chk-url"),
+        &["runtime.ray={workers: 2, cpus_per_worker: 1}", &binary],
+    );
+    let (status, log, err) = finish(cmd, "binary from a URL");
+    assert!(status.success(), "{status}\n{}\n{}", log.all(), err.all());
+    let text = format!("{}\n{}", log.all(), err.all());
+    assert!(
+        text.matches(&format!("(downloaded from {url}")).count() >= 3,
+        "the driver and both workers download the binary:\n{text}"
+    );
+    assert_eq!(
+        sorted(&published(&out)),
+        sorted(&reference),
+        "output of the downloaded binary, as a multiset"
+    );
+    drop(server);
     drop(cluster);
 }
 

@@ -12,12 +12,13 @@
 //!   processes: 1            # worker processes this host spawns (1: the job runs in this one)
 //!   heartbeat_ms: 3000      # a process silent for this long is lost
 //!   rejoin_timeout_secs: 60 # how long a lost worker that joined by hand is waited for
+//!   join_timeout_secs: 600  # how long workers joining by hand are waited for at the start
 //!   secret_file: job.secret # the job secret (hex) for workers joining by hand
 //!   ray:                    # with --ray-address: the workers Ray runs
 //!     workers: 2            # worker processes, one Ray actor each
 //!     cpus_per_worker: 1    # CPUs of each actor's bundle; runtime.threads defaults to it
 //!     placement: spread     # spread | pack
-//!     binary: /shared/bin/simple_etl  # default: the submitting binary is uploaded
+//!     binary: /shared/bin/simple_etl  # or https://...; default: the submitting binary is uploaded
 //!     python_env: { env_vars: { RUST_LOG: info } }  # added to the job's runtime_env
 //!     dashboard_port: 8265  # the job server port a ray://HEAD address maps to
 //!     start_timeout_secs: 120 # placing the workers and their joining, at most
@@ -200,6 +201,9 @@ pub struct RuntimeSection {
     /// How long a coordinator waits for a replacement of a lost worker that joined by hand
     /// (default 60 s).
     pub rejoin_timeout_secs: Option<u64>,
+    /// How long a coordinator waits at the start for the workers that join by hand (default:
+    /// without limit; on Ray, `runtime.ray.start_timeout_secs`).
+    pub join_timeout_secs: Option<u64>,
     /// A file holding the job secret as hex digits (at least 32), for a coordinator and workers
     /// started by hand; `SOLSTICE_SECRET` overrides it. Relative to the config file.
     pub secret_file: Option<PathBuf>,
@@ -218,8 +222,10 @@ pub struct RaySection {
     pub cpus_per_worker: Option<usize>,
     /// How the bundles are placed on the cluster's nodes (default `spread`).
     pub placement: Option<RayPlacement>,
-    /// The workflow binary as a path every node can run (absolute, or a `file://` URL). By
-    /// default the binary that submits the job is uploaded with the job's working directory.
+    /// The workflow binary as a path every node can run (absolute, or a `file://` URL), or an
+    /// `http://` or `https://` URL that the driver and each worker's actor download it from
+    /// (each time it starts). By default the binary that submits the job is uploaded with the
+    /// job's working directory.
     pub binary: Option<String>,
     /// Entries added to the Ray job's runtime environment (`pip`, `uv`, `conda`, `env_vars`,
     /// `py_executable`, ...), for the driver and the workers' actors; `working_dir` is
@@ -419,14 +425,18 @@ impl Config {
                 }
             }
             if let Some(binary) = &ray.binary {
+                let downloaded = ["http://", "https://"]
+                    .iter()
+                    .any(|scheme| binary.starts_with(scheme));
                 let path = binary.strip_prefix("file://").unwrap_or(binary);
-                if binary.contains("://") && !binary.starts_with("file://") {
+                if !downloaded && binary.contains("://") && !binary.starts_with("file://") {
                     return err(format!(
                         "runtime.ray.binary: `{binary}`: give a path every node can run \
-                         (absolute, or file://); other URLs are not supported"
+                         (absolute, or file://) or an http:// or https:// URL every node can \
+                         download (for an object store: a presigned URL)"
                     ));
                 }
-                if !Path::new(path).is_absolute() {
+                if !downloaded && !Path::new(path).is_absolute() {
                     return err(format!(
                         "runtime.ray.binary: `{binary}` is not an absolute path (the nodes \
                          run it from the job's working directory)"

@@ -14,6 +14,9 @@ use crate::state::keyed::{Key, KeyedState, StateValue};
 pub struct JobResult {
     /// Wall-clock time of the run.
     pub duration: Duration,
+    /// The part of `duration` until the job's worker processes had all joined (zero when it
+    /// ran in one process): spawning them, or on a cluster manager, placing and starting them.
+    pub startup: Duration,
     /// Number of channels between tasks (one per sending and receiving subtask pair).
     pub channels: usize,
     /// The batches all channels can hold together.
@@ -57,6 +60,7 @@ impl JobResult {
     ) -> Self {
         JobResult {
             duration: report.duration,
+            startup: report.startup,
             channels: report.channels,
             buffer_capacity: report.buffer_capacity,
             peak_batches_in_flight: report.peak_batches_in_flight,

@@ -69,6 +69,9 @@ pub(crate) struct ClusterSpec {
     pub endpoint: Endpoint,
     /// How long a worker that joined by hand and was lost is waited for.
     pub rejoin_timeout: Duration,
+    /// How long the workers that join by hand are waited for at the start (`None`: without
+    /// limit).
+    pub join_timeout: Option<Duration>,
     /// The checkpoint backend's URL when it is on this host's file system (`file://`): every
     /// worker must then run on this host.
     pub local_store: Option<String>,
@@ -207,7 +210,8 @@ impl Cluster {
     }
 
     /// Makes every worker slot filled again: spawns the missing workers (or waits for them to
-    /// join, at most `rejoin_timeout` when `rejoin` says so, without limit at the start).
+    /// join, at most `rejoin_timeout` when `rejoin` says so, at the start at most
+    /// `join_timeout`).
     fn fill(&mut self, rejoin: Option<Duration>) -> Result<()> {
         let missing: Vec<usize> = (0..self.members.len())
             .filter(|&i| self.members[i].is_none())
@@ -227,7 +231,7 @@ impl Cluster {
             // time to start a process and build the job.
             (true, _) => Some(Instant::now() + self.spec.endpoint.config.handshake_timeout * 6),
             (false, Some(timeout)) => Some(Instant::now() + timeout),
-            (false, None) => None,
+            (false, None) => self.spec.join_timeout.map(|t| Instant::now() + t),
         };
         let filled = self.fill_from(missing, &mut children, deadline);
         if filled.is_err() {

@@ -81,6 +81,9 @@ pub(crate) fn checkpoint_store(config: &Config) -> Result<Option<CheckpointStore
 pub(crate) struct RunReport {
     /// Wall-clock time of the run, restarts included.
     pub duration: Duration,
+    /// The part of `duration` before the first attempt's workers had all joined (zero in one
+    /// process).
+    pub startup: Duration,
     /// Channels between tasks of the last attempt.
     pub channels: usize,
     /// The batches all channels of the last attempt can hold together.
@@ -145,6 +148,7 @@ impl Supervisor<'_> {
             None => None,
         };
         let mut attempt = 0;
+        let mut startup = None;
         // An attempt that failed before it ran (its workers did not all join) leaves the start
         // as it was: `--fresh` must still discard, a new run still begins anew.
         let mut runs = 0;
@@ -158,6 +162,9 @@ impl Supervisor<'_> {
                 Some(cluster) => cluster.ready(attempt == 0),
                 None => Ok(()),
             };
+            if ready.is_ok() && cluster.is_some() {
+                startup.get_or_insert_with(|| started.elapsed());
+            }
             let outcome = ready
                 .and_then(|()| self.fence(store.as_ref()))
                 .and_then(|()| {
@@ -167,6 +174,7 @@ impl Supervisor<'_> {
             match outcome {
                 Ok(mut report) => {
                     report.duration = started.elapsed();
+                    report.startup = startup.unwrap_or_default();
                     report.restarts = attempt;
                     if let Some(cluster) = cluster {
                         cluster.shutdown();
@@ -536,6 +544,7 @@ impl Supervisor<'_> {
         tracing::info!(job = %self.id, ?duration, "job finished");
         Ok(RunReport {
             duration,
+            startup: Duration::ZERO,
             channels,
             buffer_capacity,
             peak_batches_in_flight: counters.peak_in_flight.load(Ordering::Relaxed),
