@@ -20,6 +20,7 @@ pub mod checkpoints;
 pub mod data;
 pub mod digest;
 pub mod error;
+pub mod ray;
 pub mod runner;
 pub mod sum_sink;
 pub mod workloads;

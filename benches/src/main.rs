@@ -6,6 +6,7 @@
 //! solstice-bench all|w1|w2|w3|w4|w5 [--threads 1,2] [--scale tiny|small|full] [--records N]
 //!                                 [--repeat R] [--data DIR] [--set KEY=VALUE]...
 //! solstice-bench rss-w3 [same options]
+//! solstice-bench ray --ray-address ray://HEAD:10001 [--records N] [--workers 2] [--repeat R]
 //! ```
 
 use std::fmt::Write as _;
@@ -49,16 +50,43 @@ enum Cmd {
     /// Measures one run in this process and prints it as one JSON line (used by the others).
     #[command(hide = true)]
     RunOne(RunOneArgs),
-    /// A worker process of a measurement on processes (spawned by `run-one`).
+    /// W3 on Ray workers against `runtime.processes` on the same machine (needs a Ray
+    /// cluster, and a Python with Ray in `SOLSTICE_RAY_PYTHON` or as `python3`).
+    Ray(RayArgs),
+    /// Runs a workload's job as a workflow binary runs its own, from the same options (the
+    /// worker processes of a measurement, and the jobs of `ray`, start this).
     #[command(hide = true)]
-    Worker(WorkerArgs),
+    Job(JobArgs),
 }
 
 #[derive(Args)]
-struct WorkerArgs {
+struct JobArgs {
     workload: Workload,
     #[command(flatten)]
     run: solstice::cli::RunArgs,
+}
+
+#[derive(Args)]
+struct RayArgs {
+    /// The cluster: `ray://HEAD:10001` or `http://HEAD:8265`.
+    #[arg(long)]
+    ray_address: String,
+    /// Orders of the input.
+    #[arg(long, default_value_t = 5_000_000)]
+    records: u64,
+    /// Workers of each run: processes, or Ray actors of one CPU each.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Runs of each configuration; the fastest counts.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Keeps generated input in DIR (reused when present) instead of a temporary directory.
+    /// Every node of the cluster must read it at the same path.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Solstice config override KEY=VALUE of both runs; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -112,9 +140,10 @@ fn main() -> ExitCode {
         Cmd::RssW3(args) => rss_w3(&args),
         Cmd::Checkpoints(args) => checkpoints(&args),
         Cmd::RunOne(args) => run_one(args),
-        Cmd::Worker(args) => solstice_bench::workloads::serve_worker(args.workload, &args.run)
+        Cmd::Ray(args) => on_ray(&args),
+        Cmd::Job(args) => solstice_bench::workloads::run_job(args.workload, &args.run)
             .map(|()| ExitCode::SUCCESS)
-            .map_err(|e| format!("worker of {}: {e}", args.workload.name())),
+            .map_err(|e| format!("job of {}: {e}", args.workload.name())),
     };
     match result {
         Ok(code) => code,
@@ -123,6 +152,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `ray`: the comparison and its report.
+fn on_ray(args: &RayArgs) -> Result<ExitCode, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let data = DataDir::new(args.data.as_deref())?;
+    let bench = solstice_bench::ray::RayBench {
+        address: args.ray_address.clone(),
+        records: args.records,
+        workers: args.workers,
+        repeat: args.repeat,
+        data: data.path.clone(),
+        overrides: args.set.clone(),
+    };
+    let figures = solstice_bench::ray::compare(&exe, &bench).map_err(|e| e.to_string())?;
+    print!("{}", solstice_bench::ray::report(&bench, &figures));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The child side: one measurement, one JSON line on stdout.

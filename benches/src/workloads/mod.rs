@@ -107,7 +107,7 @@ impl RunCtx {
 
     /// Runs pipeline `P` of `workload` under this run's config and returns its result and the
     /// time of the run. With `processes`, the config goes to a file that the spawned workers
-    /// (`solstice-bench worker <workload> --config FILE ... --worker --join ADDR`) read too,
+    /// (`solstice-bench job <workload> --config FILE ... --worker --join ADDR`) read too,
     /// and the time includes starting them.
     pub(crate) fn run_pipeline<P: Pipeline>(
         &self,
@@ -125,7 +125,7 @@ impl RunCtx {
         std::fs::create_dir_all(&self.work).map_err(|e| BenchError::io(&self.work, e))?;
         std::fs::write(&file, self.yaml(sources, sinks)?).map_err(|e| BenchError::io(&file, e))?;
         let args = worker_args(file, self.overrides.clone());
-        let job = solstice::cli::job_from_args(P::NAME, P::build, &args, &["worker", workload])?
+        let job = solstice::cli::job_from_args(P::NAME, P::build, &args, &["job", workload])?
             .ok_or_else(|| BenchError::Other("a coordinator served as a worker".into()))?;
         let start = Instant::now();
         let result = job.run()?;
@@ -154,30 +154,24 @@ fn worker_args(config: PathBuf, set: Vec<String>) -> RunArgs {
     }
 }
 
-/// The worker side of [`RunCtx::run_pipeline`]: serves the coordinator `args` name, for
-/// `workload`'s pipeline.
-pub fn serve_worker(workload: crate::Workload, args: &RunArgs) -> Result<()> {
-    let served = match workload {
-        crate::Workload::W2 => serve::<w2::keyed::Pipeline>(args)?,
-        crate::Workload::W3 => serve::<w3::etl::Pipeline>(args)?,
-        other => {
-            return Err(BenchError::Other(format!(
-                "{} does not run on worker processes",
-                other.name()
-            )))
-        }
+/// Runs `workload`'s pipeline from the options of a workflow binary's command line, as its
+/// binary would (`--config`, `--ray-address`, `--worker --join`, ...): this executable is
+/// started again with `job <workload>` before those options (the workers that
+/// [`RunCtx::run_pipeline`] spawns, and the coordinator and workers of a Ray submission).
+pub fn run_job(workload: crate::Workload, args: &RunArgs) -> Result<()> {
+    let prefix = ["job", workload.name()];
+    let run = match workload {
+        crate::Workload::W1 => run_as::<w1::stateless::Pipeline>,
+        crate::Workload::W2 => run_as::<w2::keyed::Pipeline>,
+        crate::Workload::W3 => run_as::<w3::etl::Pipeline>,
+        crate::Workload::W4 => run_as::<w4::wordcount::Pipeline>,
+        crate::Workload::W5 => run_as::<w5::parquet_etl::Pipeline>,
     };
-    match served {
-        true => Ok(()),
-        false => Err(BenchError::Other(
-            "`worker` needs --worker --join HOST:PORT".into(),
-        )),
-    }
+    Ok(run(args, &prefix)?)
 }
 
-/// Serves as a worker of `P`'s job: `false` when `args` do not make this process a worker.
-fn serve<P: Pipeline>(args: &RunArgs) -> Result<bool> {
-    Ok(solstice::cli::job_from_args(P::NAME, P::build, args, &[])?.is_none())
+fn run_as<P: Pipeline>(args: &RunArgs, prefix: &[&str]) -> solstice::Result<()> {
+    solstice::cli::run_embedded(P::NAME, P::build, args, prefix)
 }
 
 /// `sources.<stage>` of [`range_source`]: the range descriptor file.

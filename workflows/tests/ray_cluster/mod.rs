@@ -78,6 +78,12 @@ pub fn ray_env() -> PathBuf {
     dir
 }
 
+/// True when this process runs as root (the owner of its `/proc` entry).
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 /// The Python of [`ray_env`].
 pub fn ray_python() -> PathBuf {
     ray_env().join("bin/python")
@@ -92,7 +98,7 @@ pub struct RayCluster {
 impl RayCluster {
     /// Starts the cluster; `None` (with the reason printed) where namespaces cannot be made.
     pub fn start() -> Option<RayCluster> {
-        if !crate::common::is_root() {
+        if !is_root() {
             eprintln!("skipped: the Ray cluster runs in a network namespace, which needs root (CI runs this test as root)");
             return None;
         }
