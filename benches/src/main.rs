@@ -6,6 +6,7 @@
 //! solstice-bench all|w1|w2|w3|w4|w5 [--threads 1,2] [--scale tiny|small|full] [--records N]
 //!                                 [--repeat R] [--data DIR] [--set KEY=VALUE]...
 //! solstice-bench rss-w3 [same options]
+//! solstice-bench metrics-cost [same options]
 //! solstice-bench ray --ray-address ray://HEAD:10001 [--records N] [--workers 2] [--repeat R]
 //! ```
 
@@ -47,6 +48,9 @@ enum Cmd {
     RssW3(SuiteArgs),
     /// W2 and W3 with a checkpoint every second vs none, and restart-to-first-output time.
     Checkpoints(SuiteArgs),
+    /// W1 and W2 with the stages' metrics on against off (`runtime.metrics`), alternating in
+    /// one run (target: at most 2% slower).
+    MetricsCost(SuiteArgs),
     /// Measures one run in this process and prints it as one JSON line (used by the others).
     #[command(hide = true)]
     RunOne(RunOneArgs),
@@ -139,6 +143,7 @@ fn main() -> ExitCode {
         Cmd::W5(args) => suite(&[Workload::W5], &args),
         Cmd::RssW3(args) => rss_w3(&args),
         Cmd::Checkpoints(args) => checkpoints(&args),
+        Cmd::MetricsCost(args) => metrics_cost(&args),
         Cmd::RunOne(args) => run_one(args),
         Cmd::Ray(args) => on_ray(&args),
         Cmd::Job(args) => solstice_bench::workloads::run_job(args.workload, &args.run)
@@ -747,5 +752,48 @@ fn checkpoints(args: &SuiteArgs) -> Result<ExitCode, String> {
             "MISS (want < 2 s)"
         }
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `metrics-cost`: each of W1 and W2 at each thread count, metered and not, in alternating
+/// child processes (`--repeat` rounds, each child the best of 3 runs); the fastest of each.
+fn metrics_cost(args: &SuiteArgs) -> Result<ExitCode, String> {
+    let data = DataDir::new(args.data.as_deref())?;
+    let mut off_args = args.clone();
+    off_args.set.push("runtime.metrics=false".into());
+    let mut on_args = args.clone();
+    on_args.repeat = 3;
+    off_args.repeat = 3;
+    let mut rows = Vec::new();
+    for w in [Workload::W1, Workload::W2] {
+        let records = args.records.unwrap_or_else(|| args.scale.records(w));
+        prepare(w, &data.path, records)?;
+        for &threads in &args.threads {
+            let (mut on, mut off) = (f64::MAX, f64::MAX);
+            for _ in 0..args.repeat.max(1) {
+                on = on.min(
+                    child(w, Engine::Solstice, threads, records, &on_args, &data.path)?.seconds,
+                );
+                off = off.min(
+                    child(w, Engine::Solstice, threads, records, &off_args, &data.path)?.seconds,
+                );
+            }
+            let ratio = off / on;
+            let pass = ratio >= 0.98;
+            rows.push(format!(
+                "| {} | {threads} | {}/s | {}/s | {ratio:.3}x | ≥ 0.98x {} |",
+                w.title(),
+                rate(records as f64 / off),
+                rate(records as f64 / on),
+                verdict(pass)
+            ));
+        }
+    }
+    println!("solstice-bench metrics-cost: {}\n", machine());
+    println!("| workload | threads | metrics off | metrics on | on / off | target |");
+    println!("|---|--:|--:|--:|--:|---|");
+    for row in rows {
+        println!("{row}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -272,6 +272,7 @@ pub fn run_embedded(
         job.fresh();
     }
     let id = job.id().to_string();
+    let job_metered = job.config().metered();
     let result = job.run()?;
     if result.startup.is_zero() {
         eprintln!(
@@ -290,6 +291,9 @@ pub fn run_embedded(
     }
     if let Some(n) = result.last_checkpoint {
         eprintln!("last complete checkpoint: {}", CheckpointId(n));
+    }
+    if job_metered {
+        eprint!("{}", result.summary());
     }
     for (name, n) in &result.counters {
         if let Some(stage) = name.strip_suffix(".skipped").filter(|_| *n > 0) {

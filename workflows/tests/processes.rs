@@ -13,15 +13,31 @@ use common::{
     sorted, wordcount, write_lines, write_orders, Lines, Running,
 };
 
-/// Runs `cmd` to completion, asserting success.
-fn run(mut cmd: Command, what: &str) {
+/// Runs `cmd` to completion, asserting success: what it printed on stderr.
+fn run(mut cmd: Command, what: &str) -> String {
     let out = cmd.stderr(Stdio::piped()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{what}: {}\n{said}", out.status);
+    said
+}
+
+/// The rows of the end-of-run summary in `said`: each stage's name, records in and out.
+fn summary_rows(said: &str) -> Vec<(String, u64, u64)> {
+    let mut rows = Vec::new();
+    let mut lines = said.lines().skip_while(|l| !l.starts_with("stage "));
+    assert!(lines.next().is_some(), "no summary in:\n{said}");
+    for line in lines {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() != 8 {
+            break;
+        }
+        rows.push((
+            cols[0].to_string(),
+            cols[3].parse().unwrap(),
+            cols[4].parse().unwrap(),
+        ));
+    }
+    rows
 }
 
 /// All published output lines of a sink directory, as a multiset.
@@ -39,6 +55,7 @@ fn simple_etl_and_wordcount_give_the_same_output_at_1_2_and_3_processes() {
     let text = tmp.path().join("lines.jsonl");
     write_lines(&text, 6_000);
     let mut reference: Option<(Vec<String>, Vec<String>)> = None;
+    let mut etl_summary = None;
     for processes in [1, 2, 3] {
         for threads in [1, 2] {
             let case = format!("p{processes}-t{threads}");
@@ -56,7 +73,15 @@ fn simple_etl_and_wordcount_give_the_same_output_at_1_2_and_3_processes() {
                 &tmp.path().join(format!("etl-chk-{case}")),
             );
             set(&mut etl);
-            run(etl, &format!("simple_etl {case}"));
+            // The stages' record counts of the end-of-run summary (with processes: the
+            // workers' meters, summed by the coordinator) are the same in every case.
+            let rows = summary_rows(&run(etl, &format!("simple_etl {case}")));
+            assert_eq!(rows.len(), 6, "{rows:?}");
+            assert!(rows.iter().all(|r| r.1 + r.2 > 0), "{case}: {rows:?}");
+            match &etl_summary {
+                None => etl_summary = Some(rows),
+                Some(first) => assert_eq!(&rows, first, "simple_etl {case}: summary"),
+            }
             let wc_out = tmp.path().join(format!("wc-{case}"));
             let mut wc = wordcount(
                 "wc",

@@ -11,6 +11,7 @@
 //!   threads: 4              # worker threads; default: available cores
 //!   processes: 1            # worker processes this host spawns (1: the job runs in this one)
 //!   heartbeat_ms: 3000      # a process silent for this long is lost
+//!   metrics: true           # count records in/out of every stage and time its waits
 //!   rejoin_timeout_secs: 60 # how long a lost worker that joined by hand is waited for
 //!   join_timeout_secs: 600  # how long workers joining by hand are waited for at the start
 //!   secret_file: job.secret # the job secret (hex) for workers joining by hand
@@ -195,6 +196,9 @@ pub struct RuntimeSection {
     /// Worker processes to spawn on this host (default 1: the job runs in this process). With
     /// more, this process coordinates them and runs no task itself.
     pub processes: Option<usize>,
+    /// Counts records and batches into and out of every stage's subtasks and times their
+    /// waits (default true; `false` only to measure what that costs).
+    pub metrics: Option<bool>,
     /// A process of the job that sends nothing for this long is lost (default 3000 ms): its
     /// connections fail, and the job restarts from its last complete checkpoint.
     pub heartbeat_ms: Option<u64>,
@@ -457,6 +461,11 @@ impl Config {
     /// Worker processes to spawn (`runtime.processes`, default 1).
     pub fn processes(&self) -> usize {
         self.runtime.processes.unwrap_or(1)
+    }
+
+    /// Whether stages are metered (`runtime.metrics`, default true).
+    pub fn metered(&self) -> bool {
+        self.runtime.metrics.unwrap_or(true)
     }
 
     /// The heartbeat timeout (`runtime.heartbeat_ms`, default 3 s).

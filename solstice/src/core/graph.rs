@@ -89,7 +89,13 @@ pub(crate) trait InputKit: Send {
     ) -> Result<AnyBox>;
     /// The task that reads `receivers` (one per sending subtask) into `chain`.
     fn task(&self, receivers: Vec<AnyBox>, chain: AnyBox) -> Result<Box<dyn Task>>;
+    /// `sink` (a `Box<dyn BatchSink<In>>`, this stage's) counting every batch it takes as a
+    /// batch into `into` and out of `from` (the stage before it in the chain).
+    fn meter(&self, sink: AnyBox, into: Option<Meter>, from: Option<Meter>) -> Result<AnyBox>;
 }
+
+/// A subtask's meter, as the deployment hands it to the chain.
+pub(crate) type Meter = std::sync::Arc<crate::metrics::SubtaskMeter>;
 
 /// Typed by a stage's output type: makes the tail of a chain that writes to channels.
 pub(crate) trait OutputKit: Send {
@@ -103,6 +109,9 @@ pub(crate) trait OutputKit: Send {
     ) -> Result<AnyBox>;
     /// A `Box<dyn BatchSink<Out>>` that copies every batch to each of `outs`.
     fn fan_out(&self, outs: Vec<AnyBox>) -> Result<AnyBox>;
+    /// `tail` (a `Box<dyn BatchSink<Out>>`: the chain's writer to its channels) counting every
+    /// batch it takes as a batch out of `from` (the chain's last stage).
+    fn meter(&self, tail: AnyBox, from: Meter) -> Result<AnyBox>;
 }
 
 /// The implementation of a node, by role.

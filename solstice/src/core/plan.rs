@@ -86,6 +86,14 @@ impl PhysicalPlan {
         Ok(PhysicalPlan { chains, key_groups })
     }
 
+    /// The parallelism of graph node `node` (that of its chain; 0 if no chain holds it).
+    pub fn parallelism_of(&self, node: usize) -> usize {
+        self.chains
+            .iter()
+            .find(|c| c.nodes.contains(&node))
+            .map_or(0, |c| c.parallelism)
+    }
+
     /// Total number of tasks (subtasks of all chains).
     pub fn task_count(&self) -> usize {
         self.chains.iter().map(|c| c.parallelism).sum()

@@ -14,8 +14,10 @@ pub(crate) type TaskId = usize;
 pub(crate) enum Step {
     /// More work is ready: run again later (the task used up its slice).
     Yield,
-    /// Blocked on an empty input or a full output; a channel will wake the task.
+    /// Waiting for input (an empty channel, a split not yet handed out); it will be woken.
     Wait,
+    /// Waiting for room in a full output channel (backpressure); it will be woken.
+    Blocked,
     /// Finished: end-of-stream was handled and all output delivered.
     Done,
 }

@@ -28,7 +28,7 @@ use crate::runtime::worker::{self, WorkerJob};
 use crate::state::checkpoint::CheckpointStore;
 
 pub use builder::{JobBuilder, KeyedStream, Stream};
-pub use result::JobResult;
+pub use result::{JobResult, StageFigures};
 pub use runner::Runner;
 
 /// A job ready to run: its graph, physical plan and configuration.
@@ -194,12 +194,25 @@ impl Job {
             config: &self.config,
             triggers: &self.triggers,
             cluster: self.cluster.as_ref(),
+            metrics: &self.metrics,
         }
         .run(self.begin)?;
         let mut counters = self.metrics.snapshot();
         for (name, n) in &report.worker_counters {
             *counters.entry(name.clone()).or_default() += n;
         }
-        Ok(JobResult::new(report, counters, self.outputs.clone()))
+        let stages: Vec<(String, crate::core::StageKind, usize)> = self
+            .graph
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(n, node)| (node.name.clone(), node.kind, self.plan.parallelism_of(n)))
+            .collect();
+        Ok(JobResult::new(
+            report,
+            counters,
+            &stages,
+            self.outputs.clone(),
+        ))
     }
 }

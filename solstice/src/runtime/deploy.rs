@@ -17,11 +17,12 @@ use super::placement::Placement;
 use super::transport::Connection;
 use crate::config::Config;
 use crate::core::connector::Positions;
-use crate::core::graph::{Graph, NodeImpl, Partitioning, SubtaskCtx};
+use crate::core::graph::{Graph, Meter, NodeImpl, Partitioning, SubtaskCtx};
 use crate::core::plan::PhysicalPlan;
 use crate::core::task::SplitFeed;
 use crate::core::AnyBox;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::state::checkpoint::OpenCheckpoint;
 
 /// Where a worker process deploys its part of a plan.
@@ -48,19 +49,34 @@ pub(crate) struct Deployment {
     pub buffer_capacity: usize,
 }
 
+/// Where an attempt's tasks begin.
+pub(crate) struct Begin<'a> {
+    /// The checkpoint every task restores from, if any.
+    pub restore: Option<Arc<OpenCheckpoint>>,
+    /// Per source stage: where the restored checkpoint left its splits.
+    pub positions: &'a HashMap<usize, Arc<Positions>>,
+    /// Where source subtasks pull their splits from.
+    pub splits: Arc<dyn SplitFeed>,
+}
+
 /// Creates every task and channel of `plan` (of `graph`, configured by `config`) that runs in
-/// this process (all of them without a `site`): each task restores from `restore` if given,
-/// each source subtask pulls its splits from `splits`, knowing its stage's restored
-/// `positions`.
+/// this process (all of them without a `site`): each task restores from `begin.restore` if
+/// given, each source subtask pulls its splits from `begin.splits`, knowing its stage's
+/// restored `positions`. With `metrics`, every stage of a chain counts the batches into and
+/// out of it in its subtask's meter, and the executor times the task's waits into them.
 pub(crate) fn deploy(
     graph: &Graph,
     plan: &PhysicalPlan,
     config: &Config,
-    restore: Option<Arc<OpenCheckpoint>>,
-    positions: &HashMap<usize, Arc<Positions>>,
-    splits: Arc<dyn SplitFeed>,
+    begin: Begin<'_>,
     site: Option<&Site<'_>>,
+    metrics: Option<&Metrics>,
 ) -> Result<Deployment> {
+    let Begin {
+        restore,
+        positions,
+        splits,
+    } = begin;
     let chains = &plan.chains;
     let alone;
     let placement = match site {
@@ -179,6 +195,15 @@ pub(crate) fn deploy(
             if !here(c, i) {
                 continue;
             }
+            let meters: Vec<Meter> = match metrics {
+                Some(m) => chain
+                    .nodes
+                    .iter()
+                    .map(|&n| m.meter(&graph.nodes[n].name, i))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let meter = |k: usize| meters.get(k).cloned();
             let mut sink: Option<AnyBox> = None;
             if !chain.outputs.is_empty() {
                 let kit = graph.nodes[last].output_kit.as_ref().ok_or_else(|| {
@@ -199,23 +224,38 @@ pub(crate) fn deploy(
                     }
                     outs.push(kit.channel_out(txs, how, &ctx(last, i, p))?);
                 }
-                sink = Some(if outs.len() == 1 {
+                let tail = if outs.len() == 1 {
                     outs.pop()
                         .ok_or_else(|| Error::Internal("no output".into()))?
                 } else {
                     kit.fan_out(outs)?
+                };
+                sink = Some(match meter(chain.nodes.len() - 1) {
+                    Some(m) => kit.meter(tail, m)?,
+                    None => tail,
                 });
             }
+            // The entrance of stage `k` of the chain, counted into it and out of the one before.
+            let entrance = |k: usize, n: usize, s: AnyBox| -> Result<AnyBox> {
+                if meters.is_empty() {
+                    return Ok(s);
+                }
+                let kit = graph.nodes[n]
+                    .input_kit
+                    .as_ref()
+                    .ok_or_else(|| Error::Internal("no input kit".into()))?;
+                kit.meter(s, meter(k), k.checked_sub(1).and_then(meter))
+            };
             let mut task = None;
-            for &n in chain.nodes.iter().rev() {
+            for (k, &n) in chain.nodes.iter().enumerate().rev() {
                 let node = &graph.nodes[n];
                 match &node.imp {
-                    NodeImpl::Sink(s) => sink = Some(s.open(&ctx(n, i, p))?),
+                    NodeImpl::Sink(s) => sink = Some(entrance(k, n, s.open(&ctx(n, i, p))?)?),
                     NodeImpl::Op(op) => {
                         let next = sink
                             .take()
                             .ok_or_else(|| Error::Internal("op without output".into()))?;
-                        sink = Some(op.wrap(&ctx(n, i, p), next)?);
+                        sink = Some(entrance(k, n, op.wrap(&ctx(n, i, p), next)?)?);
                     }
                     NodeImpl::Source(s) => {
                         let next = sink
@@ -241,7 +281,7 @@ pub(crate) fn deploy(
                     kit.task(inputs, chain_sink)?
                 }
             };
-            slots.push(TaskSlot::new(task, chain.nodes[0], i));
+            slots.push(TaskSlot::new(task, chain.nodes[0], i, meters));
         }
     }
     Ok(Deployment {

@@ -11,9 +11,11 @@ use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
+use crate::core::graph::Meter;
 use crate::core::task::{Checkpoints, Cx, JobCounters, Step, Task, TaskId, Wake};
 use crate::error::{Error, Result};
 
@@ -33,16 +35,69 @@ pub(crate) struct TaskSlot {
     pub stage: usize,
     pub subtask: usize,
     state: AtomicU8,
+    /// The meters of the chain's stages (empty without metrics): the task's waits count in
+    /// each.
+    meters: Vec<Meter>,
+    /// Since when, and for what (`true`: input), the task has been waiting.
+    parked: Mutex<Option<(Instant, bool)>>,
 }
 
 impl TaskSlot {
-    pub(crate) fn new(task: Box<dyn Task>, stage: usize, subtask: usize) -> Self {
+    /// The slot of `task`, subtask `subtask` of the chain starting at stage `stage`, whose
+    /// stages' meters are `meters` (empty: not metered).
+    pub(crate) fn new(
+        task: Box<dyn Task>,
+        stage: usize,
+        subtask: usize,
+        meters: Vec<Meter>,
+    ) -> Self {
+        for m in &meters {
+            m.task_started();
+        }
         TaskSlot {
             task: Mutex::new(Some(task)),
             stage,
             subtask,
             state: AtomicU8::new(IDLE),
+            meters,
+            parked: Mutex::new(None),
         }
+    }
+
+    /// The task runs again: the wait since it parked counts in its meters.
+    fn unpark(&self) {
+        if self.meters.is_empty() {
+            return;
+        }
+        let parked = self.parked.lock().map(|mut p| p.take()).unwrap_or(None);
+        if let Some((since, idle)) = parked {
+            let ns = since.elapsed().as_nanos() as u64;
+            for m in &self.meters {
+                m.waited(ns, idle);
+            }
+        }
+    }
+
+    /// The task waits, for input (`idle`) or for room downstream.
+    fn park(&self, idle: bool) {
+        if self.meters.is_empty() {
+            return;
+        }
+        if let Ok(mut parked) = self.parked.lock() {
+            *parked = Some((Instant::now(), idle));
+        }
+    }
+
+    fn ended(&self) {
+        for m in &self.meters {
+            m.task_ended();
+        }
+    }
+}
+
+impl Drop for TaskSlot {
+    fn drop(&mut self) {
+        self.ended();
     }
 }
 
@@ -508,6 +563,7 @@ impl Pool<'_> {
         let slot = &self.slots[id];
         // A swap, not a store: it reads the latest wake-up (see `LocalWaker::wake`).
         slot.state.swap(RUNNING, Ordering::AcqRel);
+        slot.unpark();
         let mut cx = Cx {
             waker,
             task: id,
@@ -533,13 +589,16 @@ impl Pool<'_> {
             outcome
         };
         let stage = self.stage_names.get(cx.stage).cloned().unwrap_or_default();
+        if let Ok(Ok(step @ (Step::Wait | Step::Blocked))) = &outcome {
+            slot.park(*step == Step::Wait);
+        }
         match outcome {
             Ok(Ok(Step::Yield)) => {
                 slot.state.swap(SCHEDULED, Ordering::AcqRel);
                 waker.local.push(id);
                 self.notify_one();
             }
-            Ok(Ok(Step::Wait)) => {
+            Ok(Ok(Step::Wait | Step::Blocked)) => {
                 if slot
                     .state
                     .compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire)
@@ -552,6 +611,7 @@ impl Pool<'_> {
                 }
             }
             Ok(Ok(Step::Done)) => {
+                slot.ended();
                 slot.state.swap(DONE, Ordering::AcqRel);
                 if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
                     self.notify_all();

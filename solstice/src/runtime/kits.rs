@@ -10,7 +10,7 @@ use super::message::{Input, Msg, Output};
 use super::partition::{ByBatch, ByKeyGroup, ChannelOut, FanOut, Router};
 use super::tasks::InputTask;
 use super::transport::{Connection, RemoteInput, RemoteOutput};
-use crate::core::graph::{InputKit, OutputKit, Partitioning, SubtaskCtx};
+use crate::core::graph::{InputKit, Meter, OutputKit, Partitioning, SubtaskCtx};
 use crate::core::keyed::Keyed;
 use crate::core::task::{BatchSink, Cx, Task, TaskId};
 use crate::core::{downcast, AnyBox, Data};
@@ -111,6 +111,54 @@ impl<T: Data> InputKit for TypedInput<T> {
         let chain = downcast::<Box<dyn BatchSink<T>>>(chain, "an input chain")?;
         Ok(Box::new(InputTask::new(inputs, chain)))
     }
+
+    fn meter(&self, sink: AnyBox, into: Option<Meter>, from: Option<Meter>) -> Result<AnyBox> {
+        metered::<T>(sink, into, from)
+    }
+}
+
+/// A chain's `BatchSink` counting the batches that enter it: into the stage it belongs to, and
+/// out of the stage before it. One more virtual call per batch, no work per record.
+struct Metered<T> {
+    inner: Box<dyn BatchSink<T>>,
+    into: Option<Meter>,
+    from: Option<Meter>,
+}
+
+fn metered<T: Data>(sink: AnyBox, into: Option<Meter>, from: Option<Meter>) -> Result<AnyBox> {
+    let inner = downcast::<Box<dyn BatchSink<T>>>(sink, "a metered chain")?;
+    let sink: Box<dyn BatchSink<T>> = Box::new(Metered { inner, into, from });
+    Ok(Box::new(sink))
+}
+
+impl<T: Data> BatchSink<T> for Metered<T> {
+    #[inline]
+    fn push(&mut self, batch: &mut Vec<T>, cx: &mut Cx<'_>) -> Result<()> {
+        let n = batch.len();
+        if let Some(m) = &self.into {
+            m.batch_in(n);
+        }
+        if let Some(m) = &self.from {
+            m.batch_out(n);
+        }
+        self.inner.push(batch, cx)
+    }
+
+    fn flush_partial(&mut self, cx: &mut Cx<'_>) -> Result<()> {
+        self.inner.flush_partial(cx)
+    }
+
+    fn try_flush(&mut self, cx: &mut Cx<'_>) -> Result<bool> {
+        self.inner.try_flush(cx)
+    }
+
+    fn end(&mut self, cx: &mut Cx<'_>) -> Result<()> {
+        self.inner.end(cx)
+    }
+
+    fn checkpoint(&mut self, id: u64, cx: &mut Cx<'_>) -> Result<()> {
+        self.inner.checkpoint(id, cx)
+    }
 }
 
 fn senders<T: Data>(senders: Vec<AnyBox>) -> Result<Vec<AnyOutput<T>>> {
@@ -158,6 +206,10 @@ impl<T: Data> OutputKit for TypedOutput<T> {
     fn fan_out(&self, outs: Vec<AnyBox>) -> Result<AnyBox> {
         fan_out::<T>(outs)
     }
+
+    fn meter(&self, tail: AnyBox, from: Meter) -> Result<AnyBox> {
+        metered::<T>(tail, None, Some(from))
+    }
 }
 
 /// Output side of a key_by stage: records are routed by key group.
@@ -188,5 +240,9 @@ impl<K: Data + std::hash::Hash, V: Data> OutputKit for KeyedOutput<K, V> {
 
     fn fan_out(&self, outs: Vec<AnyBox>) -> Result<AnyBox> {
         fan_out::<Keyed<K, V>>(outs)
+    }
+
+    fn meter(&self, tail: AnyBox, from: Meter) -> Result<AnyBox> {
+        metered::<Keyed<K, V>>(tail, None, Some(from))
     }
 }

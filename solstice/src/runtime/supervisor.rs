@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::cluster::{AttemptSpec, Cluster, ClusterSpec};
 use super::coordinator::{CheckpointStats, Coordinator, CoordinatorSpec, Schedule, Triggers};
-use super::deploy::deploy;
+use super::deploy::{deploy, Begin};
 use super::executor;
 use super::placement::Placement;
 use super::splits::SplitPool;
@@ -118,6 +118,8 @@ pub(crate) struct Supervisor<'a> {
     pub triggers: &'a Triggers,
     /// The job's worker processes, when it runs on workers rather than in this process.
     pub cluster: Option<&'a ClusterSpec>,
+    /// The job's counters and its stages' meters.
+    pub metrics: &'a crate::metrics::Metrics,
 }
 
 impl Supervisor<'_> {
@@ -420,10 +422,13 @@ impl Supervisor<'_> {
                 self.graph,
                 self.plan,
                 self.config,
-                restored,
-                &positions,
-                splits.clone(),
+                Begin {
+                    restore: restored,
+                    positions: &positions,
+                    splits: splits.clone(),
+                },
                 None,
+                self.config.metered().then_some(self.metrics),
             )?),
             Some(_) => None,
         };

@@ -86,7 +86,7 @@ impl<T: Send + 'static, I: Input<T>> InputTask<T, I> {
 impl<T: Send + 'static, I: Input<T>> Task for InputTask<T, I> {
     fn run(&mut self, cx: &mut Cx<'_>) -> Result<Step> {
         if !self.chain.try_flush(cx)? {
-            return Ok(Step::Wait);
+            return Ok(Step::Blocked);
         }
         if self.finishing {
             return Ok(Step::Done);
@@ -94,8 +94,8 @@ impl<T: Send + 'static, I: Input<T>> Task for InputTask<T, I> {
         for _ in 0..BUDGET {
             let Some((i, msg)) = self.receive(cx)? else {
                 self.chain.flush_partial(cx)?;
-                self.chain.try_flush(cx)?;
-                return Ok(Step::Wait);
+                let flushed = self.chain.try_flush(cx)?;
+                return Ok(if flushed { Step::Wait } else { Step::Blocked });
             };
             match msg {
                 Msg::Data(mut batch) => {
@@ -125,12 +125,12 @@ impl<T: Send + 'static, I: Input<T>> Task for InputTask<T, I> {
                         }
                         self.finishing = true;
                         let flushed = self.chain.try_flush(cx)?;
-                        return Ok(if flushed { Step::Done } else { Step::Wait });
+                        return Ok(if flushed { Step::Done } else { Step::Blocked });
                     }
                 }
             }
             if !self.chain.try_flush(cx)? {
-                return Ok(Step::Wait);
+                return Ok(Step::Blocked);
             }
         }
         Ok(Step::Yield)
@@ -186,14 +186,14 @@ impl<S: Source> SourceTask<S> {
         }
         self.finishing = true;
         let flushed = self.chain.try_flush(cx)?;
-        Ok(if flushed { Step::Done } else { Step::Wait })
+        Ok(if flushed { Step::Done } else { Step::Blocked })
     }
 }
 
 impl<S: Source> Task for SourceTask<S> {
     fn run(&mut self, cx: &mut Cx<'_>) -> Result<Step> {
         if !self.chain.try_flush(cx)? {
-            return Ok(Step::Wait);
+            return Ok(Step::Blocked);
         }
         if self.finishing {
             return Ok(Step::Done);
@@ -212,7 +212,7 @@ impl<S: Source> Task for SourceTask<S> {
                 cx.checkpoints.ack(requested, cx.task);
                 self.last_barrier = requested;
                 if !self.chain.try_flush(cx)? {
-                    return Ok(Step::Wait);
+                    return Ok(Step::Blocked);
                 }
             }
             let (split, reader) = match &mut self.reader {
@@ -227,8 +227,8 @@ impl<S: Source> Task for SourceTask<S> {
                     Poll::Pending => {
                         // Woken with the answer; what is buffered goes downstream meanwhile.
                         self.chain.flush_partial(cx)?;
-                        self.chain.try_flush(cx)?;
-                        return Ok(Step::Wait);
+                        let flushed = self.chain.try_flush(cx)?;
+                        return Ok(if flushed { Step::Wait } else { Step::Blocked });
                     }
                 },
             };
@@ -243,7 +243,7 @@ impl<S: Source> Task for SourceTask<S> {
                 self.chain.push(&mut self.buf, cx)?;
             }
             if !self.chain.try_flush(cx)? {
-                return Ok(Step::Wait);
+                return Ok(Step::Blocked);
             }
         }
         Ok(Step::Yield)

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::deploy::{deploy, Site};
+use super::deploy::{deploy, Begin, Site};
 use super::executor::{self, ExternalWakes};
 use super::placement::Placement;
 use super::protocol::{self, ToCoordinator, ToWorker};
@@ -208,15 +208,18 @@ fn attempt(
         job.graph,
         job.plan,
         job.config,
-        restored,
-        &positions,
-        splits.clone(),
+        Begin {
+            restore: restored,
+            positions: &positions,
+            splits: splits.clone(),
+        },
         Some(&Site {
             placement: &placement,
             me: order.worker,
             peers: &peers,
             wakes: &wakes,
         }),
+        job.config.metered().then_some(job.metrics),
     )?;
     let sinks: HashSet<usize> = job
         .graph

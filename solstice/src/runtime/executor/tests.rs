@@ -85,7 +85,7 @@ fn run_watched_with(
             let slots: Vec<TaskSlot> = tasks
                 .into_iter()
                 .enumerate()
-                .map(|(i, t)| TaskSlot::new(t, 0, i))
+                .map(|(i, t)| TaskSlot::new(t, 0, i, Vec::new()))
                 .collect();
             let names = vec!["test".to_string()];
             let counters = JobCounters::default();

@@ -108,7 +108,12 @@ fn run_ends(
             batches,
             ended: false,
         };
-        slots.push(TaskSlot::new(Box::new(producer), 0, slots.len()));
+        slots.push(TaskSlot::new(
+            Box::new(producer),
+            0,
+            slots.len(),
+            Vec::new(),
+        ));
     }
     if let Some(input) = input {
         let consumer = Consumer {
@@ -117,7 +122,12 @@ fn run_ends(
             sum: 0,
             report: report.clone(),
         };
-        slots.push(TaskSlot::new(Box::new(consumer), 0, slots.len()));
+        slots.push(TaskSlot::new(
+            Box::new(consumer),
+            0,
+            slots.len(),
+            Vec::new(),
+        ));
     }
     let names = vec!["bench".to_string()];
     let counters = JobCounters::default();
